@@ -1,0 +1,36 @@
+/*
+ * ChunkStore: where frame records live. The engine decides what goes into a frame and
+ * records locations in the MetaStore (the source of truth); a ChunkStore only appends,
+ * syncs, reads and deletes packs. Only the pool's single writer appends, truncates or
+ * deletes; reads may come from anywhere at any time.
+ */
+export interface FrameLocation {
+  readonly packId: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface ChunkStore {
+  /**
+   * Appends one frame record to the open pack and returns where it landed. The bytes are
+   * not durable until sync() resolves. When the open pack has reached its size limit it
+   * is sealed first and a new one opened.
+   */
+  append(record: Buffer): FrameLocation;
+  /** Resolves once every byte appended so far is durable (data and directory entries). */
+  sync(): Promise<void>;
+  /** Reads `length` bytes at `offset` of a pack. STRATA_E_CHUNK_MISSING if it is gone or short. */
+  read(location: FrameLocation): Promise<Buffer>;
+  /** The pack appends go to now, or null when none is open yet. */
+  currentPackId(): number | null;
+  /** Packs sealed since the last call (by size or by sealOpenPack), with their final sizes. */
+  drainSealed(): { packId: number; bytes: number }[];
+  /** Seals the open pack (no further appends) if it holds anything; returns its id. */
+  sealOpenPack(): number | null;
+  /** Cuts a pack back to `length` bytes: drops a tail no metadata references. */
+  truncate(packId: number, length: number): void;
+  deletePack(packId: number): void;
+  /** Ids of every pack present, with sizes. */
+  listPacks(): { packId: number; bytes: number }[];
+  close(): void;
+}

@@ -1,0 +1,39 @@
+/*
+ * Compression codecs for frames. Ids are stored in every frame header, so they never
+ * change meaning. A codec that does not shrink a frame is not used for it: the frame
+ * is stored with codec "none" instead.
+ */
+import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
+import * as zstd from 'zstd-napi';
+
+import type { Codec } from '../common/codec-names.js';
+
+export type { Codec } from '../common/codec-names.js';
+
+export const codecIds: Record<Codec, number> = { none: 0, lz4: 1, zstd: 2 };
+export const codecById: readonly Codec[] = ['none', 'lz4', 'zstd'];
+
+const zstdLevel = 3;
+
+export function compress(codec: Codec, raw: Buffer): Buffer {
+  switch (codec) {
+    case 'none':
+      return raw;
+    case 'lz4':
+      return lz4Compress(raw);
+    case 'zstd':
+      return zstd.compress(raw, { compressionLevel: zstdLevel });
+  }
+}
+
+/** Decompresses; the caller checks the length and the chunk hashes. */
+export function decompress(codec: Codec, stored: Buffer): Buffer {
+  switch (codec) {
+    case 'none':
+      return stored;
+    case 'lz4':
+      return lz4Uncompress(stored);
+    case 'zstd':
+      return zstd.decompress(stored);
+  }
+}

@@ -1,0 +1,107 @@
+/*
+ * Frame record codec: the unit written to pack files. A frame holds one or more whole
+ * blocks (chunks) compressed together, so dedup works per block while compression sees
+ * up to frameRawBytesMax of neighbouring data. Each record describes itself, so the
+ * chunk index can be rebuilt from packs alone.
+ *
+ * Layout (little endian), version 1:
+ *   0  u32  magic "STFR" (0x52465453)
+ *   4  u8   version (1)
+ *   5  u8   codec id (0 none, 1 lz4, 2 zstd)
+ *   6  u16  chunk count n (1..frameChunksMax)
+ *   8  u32  block size (bytes of each chunk, uncompressed)
+ *  12  u32  stored payload length
+ *  16  u32  CRC-32 of the stored payload
+ *  20  u32  CRC-32 of bytes 0..19 and the hash table
+ *  24  n * 32 bytes: SHA-256 of each chunk, in slot order
+ *  24 + 32n: payload (the n blocks concatenated, then compressed)
+ */
+import { crc32 } from 'node:zlib';
+import { StrataError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import { codecById, codecIds, compress, decompress, type Codec } from './codecs.js';
+
+export const frameMagic = 0x52465453;
+export const frameVersion = 1;
+export const frameHeaderBytes = 24;
+export const hashBytes = 32;
+
+export interface FrameHeader {
+  readonly codec: Codec;
+  readonly chunkCount: number;
+  readonly blockSize: number;
+  readonly payloadLength: number;
+  readonly payloadCrc: number;
+  readonly hashes: Buffer[];
+  /** Bytes of header plus hash table; the payload starts here. */
+  readonly headerLength: number;
+}
+
+/** Encodes blocks (each exactly blockSize bytes) into one frame record. */
+export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Buffer[], hashes: readonly Buffer[]): Buffer {
+  const raw = blocks.length === 1 ? blocks[0] : Buffer.concat(blocks);
+  let payload = codec === 'none' ? raw : compress(codec, raw);
+  let usedCodec = codec;
+  if (payload.length >= raw.length) {
+    payload = raw;
+    usedCodec = 'none';
+  }
+  const headerLength = frameHeaderBytes + hashBytes * blocks.length;
+  const record = Buffer.allocUnsafe(headerLength + payload.length);
+  record.writeUInt32LE(frameMagic, 0);
+  record.writeUInt8(frameVersion, 4);
+  record.writeUInt8(codecIds[usedCodec], 5);
+  record.writeUInt16LE(blocks.length, 6);
+  record.writeUInt32LE(blockSize, 8);
+  record.writeUInt32LE(payload.length, 12);
+  record.writeUInt32LE(crc32(payload), 16);
+  for (let index = 0; index < hashes.length; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
+  const headerCrc = crc32(record.subarray(frameHeaderBytes, headerLength), crc32(record.subarray(0, 20)));
+  record.writeUInt32LE(headerCrc, 20);
+  payload.copy(record, headerLength);
+  return record;
+}
+
+function corrupt(message: string, details: Record<string, unknown>): StrataError {
+  return new StrataError('STRATA_E_CHECKSUM', message, details);
+}
+
+/** Decodes and checks a frame header; `bytes` must hold at least the header and hash table. */
+export function decodeFrameHeader(bytes: Buffer, where: Record<string, unknown> = {}): FrameHeader {
+  if (bytes.length < frameHeaderBytes) throw corrupt('frame header is truncated', where);
+  if (bytes.readUInt32LE(0) !== frameMagic) throw corrupt('frame magic is wrong', where);
+  if (bytes.readUInt8(4) !== frameVersion) throw corrupt(`frame version ${bytes.readUInt8(4)} is unknown`, where);
+  const codec = codecById[bytes.readUInt8(5)];
+  if (codec === undefined) throw corrupt(`frame codec ${bytes.readUInt8(5)} is unknown`, where);
+  const chunkCount = bytes.readUInt16LE(6);
+  const blockSize = bytes.readUInt32LE(8);
+  const payloadLength = bytes.readUInt32LE(12);
+  if (chunkCount < 1 || chunkCount > limits.frameChunksMax) throw corrupt(`frame chunk count ${chunkCount} is out of range`, where);
+  if (blockSize < limits.blockSizeMinBytes || blockSize > limits.blockSizeMaxBytes) throw corrupt('frame block size is out of range', where);
+  if (payloadLength > chunkCount * blockSize) throw corrupt('frame payload is longer than its blocks', where);
+  const headerLength = frameHeaderBytes + hashBytes * chunkCount;
+  if (bytes.length < headerLength) throw corrupt('frame hash table is truncated', where);
+  const headerCrc = crc32(bytes.subarray(frameHeaderBytes, headerLength), crc32(bytes.subarray(0, 20)));
+  if (headerCrc !== bytes.readUInt32LE(20)) throw corrupt('frame header checksum mismatch', where);
+  const hashes: Buffer[] = [];
+  for (let index = 0; index < chunkCount; index += 1) {
+    hashes.push(Buffer.from(bytes.subarray(frameHeaderBytes + index * hashBytes, frameHeaderBytes + (index + 1) * hashBytes)));
+  }
+  return { codec, chunkCount, blockSize, payloadLength, payloadCrc: bytes.readUInt32LE(16), hashes, headerLength };
+}
+
+/** Decodes a whole frame record into its raw blocks (concatenated), verifying both CRCs. */
+export function decodeFrame(record: Buffer, where: Record<string, unknown> = {}): { header: FrameHeader; raw: Buffer } {
+  const header = decodeFrameHeader(record, where);
+  if (record.length !== header.headerLength + header.payloadLength) throw corrupt('frame length does not match its header', where);
+  const payload = record.subarray(header.headerLength);
+  if (crc32(payload) !== header.payloadCrc) throw corrupt('frame payload checksum mismatch', where);
+  let raw: Buffer;
+  try {
+    raw = decompress(header.codec, payload);
+  } catch (error) {
+    throw new StrataError('STRATA_E_CHECKSUM', 'frame payload does not decompress', where, { cause: error });
+  }
+  if (raw.length !== header.chunkCount * header.blockSize) throw corrupt('frame decompressed to the wrong length', where);
+  return { header, raw };
+}

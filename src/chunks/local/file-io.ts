@@ -1,0 +1,34 @@
+/*
+ * The file operations the local pack store uses, behind an interface so tests can
+ * inject faults (a full disk, a failing fsync) without a special file system.
+ */
+import * as fs from 'node:fs';
+
+export interface FileIo {
+  openSync(path: string, flags: string): number;
+  closeSync(fd: number): void;
+  writeSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  fsync(fd: number): Promise<void>;
+  ftruncateSync(fd: number, length: number): void;
+  fstatSize(fd: number): number;
+  unlinkSync(path: string): void;
+  readdirSync(path: string): string[];
+  mkdirSync(path: string): void;
+}
+
+export const nodeFileIo: FileIo = {
+  openSync: (path, flags) => fs.openSync(path, flags),
+  closeSync: (fd) => fs.closeSync(fd),
+  writeSync: (fd, buffer, offset, length, position) => fs.writeSync(fd, buffer, offset, length, position),
+  readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
+  fsync: (fd) =>
+    new Promise((resolve, reject) => {
+      fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()));
+    }),
+  ftruncateSync: (fd, length) => fs.ftruncateSync(fd, length),
+  fstatSize: (fd) => fs.fstatSync(fd).size,
+  unlinkSync: (path) => fs.unlinkSync(path),
+  readdirSync: (path) => fs.readdirSync(path),
+  mkdirSync: (path) => fs.mkdirSync(path, { recursive: true }),
+};

@@ -1,0 +1,225 @@
+/*
+ * Local pack files (the embedded ChunkStore): `packs/pack-<id>.pack`, append-only,
+ * sealed once they pass packBytesMax. Appends are plain positional writes into the page
+ * cache; sync() fdatasyncs every pack written since the last sync, plus the directory
+ * when a pack file was created, and only then may the engine commit metadata that points
+ * into them. Reads use a small table of open descriptors.
+ *
+ * A pool always starts a fresh pack when it opens, so a pack torn by a crash is never
+ * appended to again; the engine cuts its unreferenced tail at open.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { StrataError, hostIoError } from '../../common/errors.js';
+import { limits } from '../../common/limits.js';
+import type { ChunkStore, FrameLocation } from '../chunk-store.js';
+import { nodeFileIo, type FileIo } from './file-io.js';
+
+const packPattern = /^pack-(\d{8,})\.pack$/;
+
+export interface LocalPackStoreOptions {
+  readonly packBytesMax?: number;
+  readonly io?: FileIo;
+}
+
+export class LocalPackStore implements ChunkStore {
+  private readonly dir: string;
+  private readonly io: FileIo;
+  private readonly packBytesMax: number;
+  private readonly fds = new Map<number, number>();
+  private readonly sizes = new Map<number, number>();
+  private readonly unsynced = new Set<number>();
+  private directoryDirty = false;
+  private current: { packId: number; fd: number; bytes: number } | null = null;
+  private sealed: { packId: number; bytes: number }[] = [];
+  private nextPackId: number;
+
+  constructor(dir: string, options: LocalPackStoreOptions = {}) {
+    this.dir = dir;
+    this.io = options.io ?? nodeFileIo;
+    this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
+    try {
+      this.io.mkdirSync(dir);
+      for (const name of this.io.readdirSync(dir)) {
+        const match = packPattern.exec(name);
+        if (match) this.sizes.set(Number(match[1]), fs.statSync(path.join(dir, name)).size);
+      }
+    } catch (error) {
+      throw hostIoError(error, `opening pack directory ${dir}`);
+    }
+    this.nextPackId = Math.max(0, ...this.sizes.keys()) + 1;
+  }
+
+  /** Pack ids are never reused: the engine raises the floor to ids its metadata has seen. */
+  reserveIdsBelow(packId: number): void {
+    this.nextPackId = Math.max(this.nextPackId, packId);
+  }
+
+  private packPath(packId: number): string {
+    return path.join(this.dir, `pack-${String(packId).padStart(8, '0')}.pack`);
+  }
+
+  private descriptor(packId: number): number {
+    const open = this.fds.get(packId);
+    if (open !== undefined) return open;
+    let fd: number;
+    try {
+      fd = this.io.openSync(this.packPath(packId), 'r+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new StrataError('STRATA_E_CHUNK_MISSING', `pack ${packId} is missing`, { packId });
+      }
+      throw hostIoError(error, `opening pack ${packId}`);
+    }
+    if (this.fds.size >= 256) this.closeSome();
+    this.fds.set(packId, fd);
+    return fd;
+  }
+
+  private closeSome(): void {
+    for (const [packId, fd] of this.fds) {
+      if (this.current?.packId === packId || this.unsynced.has(packId)) continue;
+      this.io.closeSync(fd);
+      this.fds.delete(packId);
+      if (this.fds.size < 128) return;
+    }
+  }
+
+  private startPack(): { packId: number; fd: number; bytes: number } {
+    const packId = this.nextPackId;
+    this.nextPackId += 1;
+    let fd: number;
+    try {
+      fd = this.io.openSync(this.packPath(packId), 'wx+');
+    } catch (error) {
+      throw hostIoError(error, `creating pack ${packId}`);
+    }
+    this.fds.set(packId, fd);
+    this.sizes.set(packId, 0);
+    this.directoryDirty = true;
+    this.current = { packId, fd, bytes: 0 };
+    return this.current;
+  }
+
+  append(record: Buffer): FrameLocation {
+    if (this.current && this.current.bytes > 0 && this.current.bytes + record.length > this.packBytesMax) this.sealOpenPack();
+    const pack = this.current ?? this.startPack();
+    const offset = pack.bytes;
+    try {
+      let written = 0;
+      while (written < record.length) {
+        written += this.io.writeSync(pack.fd, record, written, record.length - written, offset + written);
+      }
+    } catch (error) {
+      // Leave no partial record behind: the next append starts where this one began.
+      try {
+        this.io.ftruncateSync(pack.fd, offset);
+      } catch {
+        // The engine truncates to the referenced end at the next open anyway.
+      }
+      throw hostIoError(error, `appending to pack ${pack.packId}`);
+    }
+    pack.bytes += record.length;
+    this.sizes.set(pack.packId, pack.bytes);
+    this.unsynced.add(pack.packId);
+    return { packId: pack.packId, offset, length: record.length };
+  }
+
+  async sync(): Promise<void> {
+    const packs = [...this.unsynced];
+    try {
+      for (const packId of packs) await this.io.fsync(this.descriptor(packId));
+      if (this.directoryDirty) {
+        this.directoryDirty = false;
+        const fd = this.io.openSync(this.dir, 'r');
+        try {
+          await this.io.fsync(fd);
+        } finally {
+          this.io.closeSync(fd);
+        }
+      }
+    } catch (error) {
+      this.directoryDirty = true;
+      throw hostIoError(error, 'syncing packs');
+    }
+    for (const packId of packs) this.unsynced.delete(packId);
+  }
+
+  async read(location: FrameLocation): Promise<Buffer> {
+    const fd = this.descriptor(location.packId);
+    const buffer = Buffer.allocUnsafe(location.length);
+    let got = 0;
+    try {
+      while (got < location.length) {
+        const n = this.io.readSync(fd, buffer, got, location.length - got, location.offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (error) {
+      throw hostIoError(error, `reading pack ${location.packId}`);
+    }
+    if (got < location.length) {
+      throw new StrataError('STRATA_E_CHUNK_MISSING', `pack ${location.packId} is shorter than its metadata says`, {
+        packId: location.packId,
+        offset: location.offset,
+      });
+    }
+    return buffer;
+  }
+
+  currentPackId(): number | null {
+    return this.current?.packId ?? null;
+  }
+
+  sealOpenPack(): number | null {
+    if (!this.current || this.current.bytes === 0) return null;
+    const packId = this.current.packId;
+    this.sealed.push({ packId, bytes: this.current.bytes });
+    this.current = null;
+    return packId;
+  }
+
+  drainSealed(): { packId: number; bytes: number }[] {
+    const sealed = this.sealed;
+    this.sealed = [];
+    return sealed;
+  }
+
+  truncate(packId: number, length: number): void {
+    try {
+      this.io.ftruncateSync(this.descriptor(packId), length);
+    } catch (error) {
+      throw hostIoError(error, `truncating pack ${packId}`);
+    }
+    this.sizes.set(packId, length);
+    if (this.current?.packId === packId) this.current.bytes = length;
+    this.unsynced.add(packId);
+  }
+
+  deletePack(packId: number): void {
+    const fd = this.fds.get(packId);
+    if (fd !== undefined) {
+      this.io.closeSync(fd);
+      this.fds.delete(packId);
+    }
+    if (this.current?.packId === packId) this.current = null;
+    try {
+      this.io.unlinkSync(this.packPath(packId));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw hostIoError(error, `deleting pack ${packId}`);
+    }
+    this.sizes.delete(packId);
+    this.unsynced.delete(packId);
+    this.directoryDirty = true;
+  }
+
+  listPacks(): { packId: number; bytes: number }[] {
+    return [...this.sizes].map(([packId, bytes]) => ({ packId, bytes })).sort((a, b) => a.packId - b.packId);
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) this.io.closeSync(fd);
+    this.fds.clear();
+    this.current = null;
+  }
+}

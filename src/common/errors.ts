@@ -1,0 +1,87 @@
+/*
+ * The error catalogue: every error Strata reports to a caller is a StrataError with a
+ * stable code from this table. Codes are never reused or renamed; docs/errors.md lists
+ * the same codes (a test keeps the two in step). Each boundary (NBD errno, HTTP status,
+ * CLI exit code) maps codes in exactly one place, using the `kind` recorded here.
+ */
+
+/** Broad classes that boundaries map to their own vocabulary. */
+export type ErrorKind =
+  | 'invalid' // the request is malformed or out of range
+  | 'not-found'
+  | 'conflict' // the object exists, is busy, or the state forbids the operation
+  | 'no-space'
+  | 'corrupt' // stored bytes failed verification
+  | 'io' // the host failed an I/O we asked for
+  | 'unsupported'
+  | 'closed'; // the pool or handle was closed
+
+interface CodeInfo {
+  readonly kind: ErrorKind;
+  readonly summary: string;
+}
+
+export const errorCatalogue = {
+  STRATA_E_INVALID_ARGUMENT: { kind: 'invalid', summary: 'An argument is malformed or outside its allowed range.' },
+  STRATA_E_INVALID_NAME: { kind: 'invalid', summary: 'A volume, snapshot or pool name breaks the naming rules.' },
+  STRATA_E_OUT_OF_RANGE: { kind: 'invalid', summary: 'An I/O request reaches past the end of the volume.' },
+  STRATA_E_READ_ONLY: { kind: 'invalid', summary: 'A write was sent to a read-only handle such as a snapshot.' },
+  STRATA_E_POOL_EXISTS: { kind: 'conflict', summary: 'A pool already exists at the given place.' },
+  STRATA_E_POOL_NOT_FOUND: { kind: 'not-found', summary: 'No pool exists at the given place.' },
+  STRATA_E_POOL_LOCKED: { kind: 'conflict', summary: 'Another process has the pool open.' },
+  STRATA_E_POOL_CLOSED: { kind: 'closed', summary: 'The pool, or a handle on it, was closed.' },
+  STRATA_E_POOL_VERSION: { kind: 'unsupported', summary: 'The pool was written by a newer Strata than this one.' },
+  STRATA_E_VOLUME_EXISTS: { kind: 'conflict', summary: 'A volume with that name already exists.' },
+  STRATA_E_VOLUME_NOT_FOUND: { kind: 'not-found', summary: 'No volume has that name.' },
+  STRATA_E_VOLUME_HAS_CLONES: { kind: 'conflict', summary: 'The volume cannot be deleted while clones of its snapshots exist.' },
+  STRATA_E_SHRINK_NEEDS_FORCE: { kind: 'conflict', summary: 'Shrinking a volume discards data and needs an explicit force.' },
+  STRATA_E_SNAPSHOT_EXISTS: { kind: 'conflict', summary: 'The volume already has a snapshot with that name.' },
+  STRATA_E_SNAPSHOT_NOT_FOUND: { kind: 'not-found', summary: 'The volume has no snapshot with that name.' },
+  STRATA_E_SNAPSHOT_HAS_CLONES: { kind: 'conflict', summary: 'The snapshot cannot be deleted while clones of it exist.' },
+  STRATA_E_ROLLBACK_NEEDS_DESTROY: {
+    kind: 'conflict',
+    summary: 'Rolling back past newer snapshots needs permission to destroy them.',
+  },
+  STRATA_E_NOT_A_CLONE: { kind: 'invalid', summary: 'The volume has no parent snapshot to flatten away.' },
+  STRATA_E_NO_SPACE: { kind: 'no-space', summary: 'The host file system is full.' },
+  STRATA_E_CHECKSUM: { kind: 'corrupt', summary: 'Stored bytes failed checksum verification; nothing wrong was returned.' },
+  STRATA_E_CHUNK_MISSING: { kind: 'corrupt', summary: 'Metadata points at a chunk or pack that does not exist.' },
+  STRATA_E_IO: { kind: 'io', summary: 'The host failed a read, write or sync.' },
+  STRATA_E_BUSY: { kind: 'conflict', summary: 'The object is in use by another operation.' },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+  readonly kind: ErrorKind;
+  /** Extra facts for logs and API bodies (names, offsets). Never secrets. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StrataError';
+    this.code = code;
+    this.kind = errorCatalogue[code].kind;
+    this.details = details;
+  }
+}
+
+export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
+  return error instanceof StrataError && (code === undefined || error.code === code);
+}
+
+/**
+ * Turns a host I/O failure into a catalogued error: a full file system is reported as
+ * such (callers must keep the unacknowledged data), everything else as an I/O error.
+ */
+export function hostIoError(error: unknown, what: string): StrataError {
+  if (error instanceof StrataError) return error;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const sqliteCode = (error as { code?: string } | undefined)?.code;
+  if (errno === 'ENOSPC' || errno === 'EDQUOT' || sqliteCode === 'SQLITE_FULL') {
+    return new StrataError('STRATA_E_NO_SPACE', `no space left on the host file system while ${what}`, {}, { cause: error });
+  }
+  const reason = error instanceof Error ? error.message : String(error);
+  return new StrataError('STRATA_E_IO', `I/O failed while ${what}: ${reason}`, { errno }, { cause: error });
+}

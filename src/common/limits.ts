@@ -1,0 +1,44 @@
+/*
+ * Every limit Strata enforces or defaults to, in one place, unit last in the name.
+ * Pools may override the tunable ones at open time; the hard ones protect the process
+ * from hostile or mistaken input.
+ */
+import { KiB, MiB, TiB } from './units.js';
+
+export const limits = {
+  /** Pool block: the unit of the extent map, of dedup and of checksums. */
+  blockSizeMinBytes: 4 * KiB,
+  blockSizeMaxBytes: 1 * MiB,
+  blockSizeDefaultBytes: 4 * KiB,
+  /** New chunks are compressed together in frames of at most this many raw bytes. */
+  frameRawBytesMax: 64 * KiB,
+  /** A pack file is sealed once it grows past this size. */
+  packBytesMax: 64 * MiB,
+  /** Largest volume; keeps every byte offset a safe JavaScript integer with room to spare. */
+  volumeSizeMaxBytes: 1024 * TiB,
+  /** Largest single read or write payload accepted by the block device API. */
+  ioBytesMax: 64 * MiB,
+  /** Volume, snapshot and pool names. */
+  nameLengthMaxChars: 128,
+  /** Dirty bytes held in the write-back buffer of a pool before writes wait for destage. */
+  writeBufferBytesMax: 64 * MiB,
+  /** Dirty data older than this is destaged by the background timer. */
+  writebackDelayMs: 1000,
+  /** Decompressed frames kept for reads. */
+  frameCacheBytesMax: 64 * MiB,
+  /** SQLite page cache of the metadata store. */
+  metaCacheBytesMax: 32 * MiB,
+  /** Extent rows fetched per metadata query when walking large ranges. */
+  extentBatchRowsMax: 4096,
+  /** A sealed pack whose live fraction falls below this is compacted. */
+  compactLiveFractionMax: 0.6,
+  /** Packs replaced by compaction are deleted this long after the swap. */
+  compactGraceMs: 30_000,
+  /** How often the background reclaimer looks for work. */
+  compactIntervalMs: 60_000,
+  /** Reading a pack frame header: a frame never claims more chunks than this. */
+  frameChunksMax: 256,
+  frameStoredBytesMax: 2 * MiB,
+} as const;
+
+export type Limits = typeof limits;

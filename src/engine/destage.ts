@@ -1,0 +1,231 @@
+/*
+ * Destage: turn buffered block writes into durable chunks and extent rows.
+ *
+ *   1. freeze every volume's dirty map (new writes go to a fresh one);
+ *   2. classify blocks: hole, allocated zeros (all-zero data is never stored), or data;
+ *      hash data blocks with SHA-256;
+ *   3. dedup: reuse chunks already stored with the same hash (pool policy);
+ *   4. pack the remaining new chunks, in block order, into frames of up to
+ *      frameRawBytesMax raw bytes, compress and append them to the open pack;
+ *   5. sync the packs, and only then
+ *   6. commit one metadata transaction: frames, chunks, extent rows, reference counts.
+ *
+ * A crash anywhere before 6 leaves only unreferenced pack bytes (cut at the next open).
+ * If any step fails the frozen entries go back into the buffer (newer writes win) and
+ * the packs are cut back, so nothing acknowledged is lost and nothing dangles.
+ *
+ * Extent rule (DESIGN.md): the newest row of a block is updated in place when no live
+ * snapshot gen lies in [row.birth, G); otherwise a new row is born at G.
+ */
+import { assert } from '../common/assert.js';
+import { encodeFrame, type FrameLocation } from '../chunks/index.js';
+import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
+import { sha256, type PoolContext, type VolumeState } from './pool-context.js';
+import { entryBytes, type BufferedBlock } from './write-buffer.js';
+
+interface PendingChunk {
+  readonly id: number;
+  readonly hash: Buffer;
+  readonly data: Buffer;
+}
+
+interface VolumeWork {
+  readonly volume: VolumeState;
+  readonly blocks: number[];
+  /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) a hex hash. */
+  readonly targets: Map<number, ChunkRef | string>;
+}
+
+function isZero(ctx: PoolContext, data: Buffer): boolean {
+  return data.equals(ctx.zeroBlock);
+}
+
+export function addRef(deltas: Map<number, number>, chunk: ChunkRef, delta: number): void {
+  if (chunk === null || chunk === ZERO_CHUNK) return;
+  deltas.set(chunk, (deltas.get(chunk) ?? 0) + delta);
+}
+
+/** Destages every volume's buffer. The caller holds the pool writer lock. */
+export async function destageAll(ctx: PoolContext): Promise<void> {
+  const frozen: VolumeState[] = [];
+  for (const volume of ctx.volumes.values()) {
+    if (volume.buffer.isEmpty) continue;
+    assert(volume.buffer.destaging === null, 'destage is already running');
+    volume.buffer.destaging = volume.buffer.dirty;
+    volume.buffer.dirty = new Map();
+    frozen.push(volume);
+  }
+  if (frozen.length === 0) return;
+  const packStarts = new Map<number, number>();
+  try {
+    await destageFrozen(ctx, frozen, packStarts);
+  } catch (error) {
+    restore(ctx, frozen, packStarts);
+    throw error;
+  }
+  for (const volume of frozen) {
+    for (const entry of volume.buffer.destaging!.values()) ctx.dirtyBytes -= entryBytes(entry);
+    ctx.counters.destagedBlocks += volume.buffer.destaging!.size;
+    volume.buffer.destaging = null;
+    volume.buffer.epoch += 1;
+  }
+  ctx.counters.destages += 1;
+}
+
+function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): void {
+  for (const volume of frozen) {
+    const buffer = volume.buffer;
+    for (const [block, entry] of buffer.destaging!) {
+      if (buffer.dirty.has(block)) ctx.dirtyBytes -= entryBytes(entry);
+      else buffer.dirty.set(block, entry);
+    }
+    buffer.destaging = null;
+  }
+  for (const [packId, start] of packStarts) {
+    try {
+      ctx.chunks.truncate(packId, start);
+    } catch {
+      // The next open cuts every pack back to its referenced end.
+    }
+  }
+}
+
+async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
+  const pendingByHash = new Map<string, PendingChunk>();
+  const dataByHash = new Map<string, Buffer>();
+  const work: VolumeWork[] = [];
+  for (const volume of frozen) {
+    const blocks = [...volume.buffer.destaging!.keys()].sort((a, b) => a - b);
+    const targets = new Map<number, ChunkRef | string>();
+    for (const block of blocks) targets.set(block, classify(ctx, volume.buffer.destaging!.get(block)!, dataByHash));
+    work.push({ volume, blocks, targets });
+  }
+  const existing = ctx.policy.dedup
+    ? await ctx.meta.findChunksByHash([...dataByHash.keys()].map((hex) => Buffer.from(hex, 'hex')))
+    : new Map<string, { chunkId: number }>();
+  // Resolve each data block's hash to a chunk id: stored, or new in this destage.
+  for (const item of work) {
+    for (const block of item.blocks) {
+      const target = item.targets.get(block);
+      if (typeof target !== 'string') continue;
+      item.targets.set(block, resolveChunk(ctx, target, existing, pendingByHash, dataByHash, item, block));
+    }
+  }
+  const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
+  writeFrames(ctx, [...pendingByHash.values()], changes, packStarts);
+  if (packStarts.size > 0) await ctx.chunks.sync();
+  for (const item of work) await decideRows(ctx, item, changes);
+  await ctx.meta.commit(changes);
+}
+
+/** Returns null (hole), ZERO_CHUNK, or the hex hash of a data block (resolved later). */
+function classify(ctx: PoolContext, entry: BufferedBlock, dataByHash: Map<string, Buffer>): ChunkRef | string {
+  if (entry === 'hole') return null;
+  if (entry === 'zero' || isZero(ctx, entry)) return ZERO_CHUNK;
+  const hex = sha256(entry).toString('hex');
+  if (!dataByHash.has(hex)) dataByHash.set(hex, entry);
+  return hex;
+}
+
+function resolveChunk(
+  ctx: PoolContext,
+  hex: string,
+  existing: Map<string, { chunkId: number }>,
+  pendingByHash: Map<string, PendingChunk>,
+  dataByHash: Map<string, Buffer>,
+  item: VolumeWork,
+  block: number,
+): number {
+  const stored = existing.get(hex);
+  if (stored) {
+    ctx.counters.dedupHits += 1;
+    return stored.chunkId;
+  }
+  const pending = ctx.policy.dedup ? pendingByHash.get(hex) : undefined;
+  if (pending) {
+    ctx.counters.dedupHits += 1;
+    return pending.id;
+  }
+  const chunk: PendingChunk = {
+    id: ctx.nextChunkId,
+    hash: Buffer.from(hex, 'hex'),
+    data: ctx.policy.dedup ? dataByHash.get(hex)! : (item.volume.buffer.destaging!.get(block) as Buffer),
+  };
+  ctx.nextChunkId += 1;
+  ctx.counters.newChunks += 1;
+  pendingByHash.set(ctx.policy.dedup ? hex : `${hex}:${chunk.id}`, chunk);
+  return chunk.id;
+}
+
+/** Groups new chunks into frames, appends them, and records frames, chunks and packs. */
+export function writeFrames(ctx: PoolContext, chunks: PendingChunk[], changes: MetaChanges, packStarts: Map<number, number>): void {
+  const perFrame = Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize));
+  const packEnds = new Map<number, number>();
+  for (let first = 0; first < chunks.length; first += perFrame) {
+    const group = chunks.slice(first, first + perFrame);
+    const record = encodeFrame(
+      ctx.policy.compression,
+      ctx.blockSize,
+      group.map((chunk) => chunk.data),
+      group.map((chunk) => chunk.hash),
+    );
+    const location = ctx.chunks.append(record);
+    noteAppend(packStarts, packEnds, location);
+    const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
+    ctx.nextFrameId += 1;
+    changes.frames!.push(frame);
+    group.forEach((chunk, slot) => {
+      const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs: 0 };
+      changes.chunks!.push(row);
+    });
+  }
+  recordPacks(ctx, packEnds, changes);
+}
+
+export function noteAppend(packStarts: Map<number, number>, packEnds: Map<number, number>, location: FrameLocation): void {
+  if (!packStarts.has(location.packId)) packStarts.set(location.packId, location.offset);
+  packEnds.set(location.packId, location.offset + location.length);
+}
+
+export function recordPacks(ctx: PoolContext, packEnds: Map<number, number>, changes: MetaChanges): void {
+  const current = ctx.chunks.currentPackId();
+  const sealed = new Map(ctx.chunks.drainSealed().map((pack) => [pack.packId, pack.bytes]));
+  for (const [packId, bytes] of packEnds) {
+    (changes.packs ??= []).push({ id: packId, state: packId === current ? 'open' : 'sealed', bytes: sealed.get(packId) ?? bytes });
+    sealed.delete(packId);
+  }
+  for (const [packId, bytes] of sealed) (changes.packs ??= []).push({ id: packId, state: 'sealed', bytes });
+}
+
+/** Turns one volume's resolved targets into extent row changes and reference deltas. */
+async function decideRows(ctx: PoolContext, item: VolumeWork, changes: MetaChanges): Promise<void> {
+  const volume = item.volume;
+  const volumeId = volume.id;
+  const headGen = volume.record.headGen;
+  const snapGen = volume.latestSnapshotGen;
+  const hasParent = volume.record.parentId !== null;
+  const latest = await ctx.meta.latestRows(volumeId, item.blocks);
+  // Blocks about to become holes in place may drop their row when nothing older exists.
+  const holeCandidates = item.blocks.filter((block) => {
+    const row = latest.get(block);
+    return item.targets.get(block) === null && row !== undefined && row.birth > snapGen && !hasParent;
+  });
+  const withOlder = holeCandidates.length > 0 ? await ctx.meta.blocksWithRowBornIn(volumeId, holeCandidates, -1, snapGen) : new Set<number>();
+  const writes = changes.extentWrites as ExtentWrite[];
+  const deletes = changes.extentDeletes as ExtentDelete[];
+  const deltas = changes.refDeltas!;
+  for (const block of item.blocks) {
+    const target = item.targets.get(block) as ChunkRef;
+    const row = latest.get(block);
+    if (row !== undefined && row.chunk === target) continue;
+    if (row !== undefined && row.birth > snapGen) {
+      addRef(deltas, row.chunk, -1);
+      if (target === null && !hasParent && !withOlder.has(block)) deletes.push({ volumeId, block, birth: row.birth });
+      else writes.push({ volumeId, block, birth: row.birth, chunk: target });
+    } else {
+      if (target === null && !hasParent && (row === undefined || row.chunk === null)) continue;
+      writes.push({ volumeId, block, birth: headGen, chunk: target });
+    }
+    addRef(deltas, target, +1);
+  }
+}

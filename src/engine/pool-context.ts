@@ -1,0 +1,138 @@
+/*
+ * The state one open pool shares between its parts (destage, reads, snapshots,
+ * reclaim, check): stores, policy, tuning, the writer lock, in-memory volume records
+ * with their write-back buffers, id counters and error counters. Nothing here is
+ * exported from the engine; the Pool class is the public face.
+ */
+import { createHash } from 'node:crypto';
+import { StrataError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import { decodeFrame, FrameCache, type ChunkStore } from '../chunks/index.js';
+import type { ChunkLocation, MetaStore, PoolPolicy, SnapshotRecord, VolumeRecord } from '../meta/index.js';
+import { Mutex } from './mutex.js';
+import { WriteBuffer } from './write-buffer.js';
+
+export interface PoolTuning {
+  readonly frameRawBytesMax: number;
+  readonly writeBufferBytesMax: number;
+  readonly writebackDelayMs: number;
+  readonly frameCacheBytesMax: number;
+  readonly compactLiveFractionMax: number;
+  readonly compactGraceMs: number;
+  /** 0 turns the background reclaimer off (it can still run on demand). */
+  readonly compactIntervalMs: number;
+}
+
+export const defaultTuning: PoolTuning = {
+  frameRawBytesMax: limits.frameRawBytesMax,
+  writeBufferBytesMax: limits.writeBufferBytesMax,
+  writebackDelayMs: limits.writebackDelayMs,
+  frameCacheBytesMax: limits.frameCacheBytesMax,
+  compactLiveFractionMax: limits.compactLiveFractionMax,
+  compactGraceMs: limits.compactGraceMs,
+  compactIntervalMs: limits.compactIntervalMs,
+};
+
+export class VolumeState {
+  readonly buffer = new WriteBuffer();
+
+  constructor(
+    public record: VolumeRecord,
+    /** Live snapshots, ascending by gen. */
+    public snapshots: SnapshotRecord[],
+  ) {}
+
+  get id(): number {
+    return this.record.id;
+  }
+
+  /** The newest live snapshot gen, or 0 when there is none (rows are born at 1 or later). */
+  get latestSnapshotGen(): number {
+    return this.snapshots.length === 0 ? 0 : this.snapshots[this.snapshots.length - 1].gen;
+  }
+}
+
+export interface PoolCountersLive {
+  checksumErrors: number;
+  destages: number;
+  destagedBlocks: number;
+  newChunks: number;
+  dedupHits: number;
+}
+
+export function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export class PoolContext {
+  readonly writer = new Mutex();
+  readonly volumes = new Map<number, VolumeState>();
+  readonly frameCache: FrameCache;
+  readonly counters: PoolCountersLive = { checksumErrors: 0, destages: 0, destagedBlocks: 0, newChunks: 0, dedupHits: 0 };
+  readonly zeroBlock: Buffer;
+  dirtyBytes = 0;
+  nextFrameId = 1;
+  nextChunkId = 1;
+  closed = false;
+
+  constructor(
+    readonly dir: string,
+    readonly meta: MetaStore,
+    readonly chunks: ChunkStore,
+    readonly policy: PoolPolicy,
+    readonly tuning: PoolTuning,
+  ) {
+    this.frameCache = new FrameCache(tuning.frameCacheBytesMax);
+    this.zeroBlock = Buffer.alloc(policy.blockSize);
+  }
+
+  get blockSize(): number {
+    return this.policy.blockSize;
+  }
+
+  assertOpen(): void {
+    if (this.closed) throw new StrataError('STRATA_E_POOL_CLOSED', 'the pool is closed');
+  }
+
+  volumeState(id: number): VolumeState {
+    const state = this.volumes.get(id);
+    if (!state) throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${id} no longer exists`, { volumeId: id });
+    return state;
+  }
+
+  volumeByName(name: string): VolumeState {
+    for (const state of this.volumes.values()) if (state.record.name === name) return state;
+    throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${name} does not exist`, { volume: name });
+  }
+
+  /**
+   * Returns the verified bytes of one stored chunk (a view into a cached frame: copy it
+   * before keeping it). A CRC or SHA-256 mismatch counts and throws STRATA_E_CHECKSUM;
+   * wrong bytes are never returned.
+   */
+  async readChunk(location: ChunkLocation): Promise<Buffer> {
+    let raw = this.frameCache.get(location.frameId);
+    if (raw === undefined) {
+      const record = await this.chunks.read(location);
+      try {
+        raw = decodeFrame(record, { packId: location.packId, offset: location.offset }).raw;
+      } catch (error) {
+        this.counters.checksumErrors += 1;
+        throw error;
+      }
+      this.frameCache.set(location.frameId, raw);
+    }
+    const size = this.blockSize;
+    const block = raw.subarray(location.slot * size, (location.slot + 1) * size);
+    if (block.length !== size || !sha256(block).equals(location.hash)) {
+      this.counters.checksumErrors += 1;
+      this.frameCache.delete(location.frameId);
+      throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
+        chunkId: location.chunkId,
+        packId: location.packId,
+        offset: location.offset,
+      });
+    }
+    return block;
+  }
+}

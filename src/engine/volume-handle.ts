@@ -1,0 +1,347 @@
+/*
+ * Block device handles: the writable head of a volume, and read-only snapshot views.
+ * All head handles of one volume share its VolumeState, hence one write-back buffer,
+ * so a flush through any of them covers writes made through all (NBD multi-conn).
+ *
+ * Reads copy buffered blocks synchronously first, then query the store for the rest:
+ * a destage that finishes in between then shows up in the rows instead, so a read
+ * always sees every write that completed before it started.
+ */
+import { StrataError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import { ZERO_CHUNK, type MappedExtent, type VolumeRecord } from '../meta/index.js';
+import type { BlockDevice, BlockExtent, ExtentType, WriteOptions, ZeroOptions } from './block-device.js';
+import { resolveBlocks } from './extent-reader.js';
+import type { PoolContext, VolumeState } from './pool-context.js';
+import { backpressure, flushPool } from './writeback.js';
+import { entryBytes, type BufferedBlock } from './write-buffer.js';
+
+/** Blocks resolved per metadata query when walking large ranges (trim, block status). */
+const windowBlocks = 16384;
+/** Block status answers at most this many blocks per call; callers continue from there. */
+const statusBlocksMax = 1 << 20;
+
+function checkRange(device: BlockDevice, offset: number, length: number, lengthMax: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new StrataError('STRATA_E_INVALID_ARGUMENT', 'offset and length must be non-negative integers', { offset, length });
+  }
+  if (length > lengthMax) {
+    throw new StrataError('STRATA_E_INVALID_ARGUMENT', `request of ${length} bytes is over the limit of ${lengthMax}`, { length });
+  }
+  if (offset + length > device.sizeBytes) {
+    throw new StrataError('STRATA_E_OUT_OF_RANGE', `request [${offset}, ${offset + length}) is past the end of ${device.name} (${device.sizeBytes} bytes)`, {
+      offset,
+      length,
+      sizeBytes: device.sizeBytes,
+    });
+  }
+}
+
+/** Copies the verified bytes of resolved blocks into `out` (which starts zero-filled). */
+async function fillFromStore(
+  ctx: PoolContext,
+  rows: (MappedExtent | null)[],
+  firstBlock: number,
+  offset: number,
+  out: Buffer,
+): Promise<void> {
+  const size = ctx.blockSize;
+  for (let index = 0; index < rows.length; index += 1) {
+    const row = rows[index];
+    if (row === null || row.location === null) continue;
+    const block = firstBlock + index;
+    const data = await ctx.readChunk(row.location);
+    copyBlockPart(data, block * size, offset, out);
+  }
+}
+
+/** Copies the part of a block (starting at byte `blockStart`) that overlaps the output. */
+function copyBlockPart(data: Buffer, blockStart: number, offset: number, out: Buffer): void {
+  const from = Math.max(offset, blockStart);
+  const to = Math.min(offset + out.length, blockStart + data.length);
+  if (to > from) data.copy(out, from - offset, from - blockStart, to - blockStart);
+}
+
+function extentType(row: MappedExtent | null): ExtentType {
+  if (row === null) return 'hole';
+  return row.chunk === ZERO_CHUNK ? 'zero' : 'data';
+}
+
+function bufferedType(entry: BufferedBlock): ExtentType {
+  return entry === 'hole' ? 'hole' : entry === 'zero' ? 'zero' : 'data';
+}
+
+/** Merges per-block types into byte extents clipped to [offset, end). */
+function toExtents(types: ExtentType[], firstBlock: number, blockSize: number, offset: number, end: number): BlockExtent[] {
+  const extents: BlockExtent[] = [];
+  for (let index = 0; index < types.length; index += 1) {
+    const start = Math.max(offset, (firstBlock + index) * blockSize);
+    const stop = Math.min(end, (firstBlock + index + 1) * blockSize);
+    const last = extents[extents.length - 1];
+    if (last && last.type === types[index]) extents[extents.length - 1] = { ...last, length: stop - last.offset };
+    else extents.push({ offset: start, length: stop - start, type: types[index] });
+  }
+  return extents;
+}
+
+abstract class BaseHandle implements BlockDevice {
+  abstract readonly name: string;
+  abstract readonly sizeBytes: number;
+  abstract readonly readOnly: boolean;
+
+  constructor(protected readonly ctx: PoolContext) {}
+
+  get blockSize(): number {
+    return this.ctx.blockSize;
+  }
+
+  protected abstract record(): VolumeRecord;
+  protected abstract gen(): number;
+  protected abstract buffered(block: number): BufferedBlock | undefined;
+  /** Throws when the volume or snapshot behind the handle is gone. */
+  protected abstract checkLive(): void;
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkLive();
+    checkRange(this, offset, length, limits.ioBytesMax);
+    const out = Buffer.alloc(length);
+    if (length === 0) return out;
+    const size = this.ctx.blockSize;
+    const first = Math.floor(offset / size);
+    const last = Math.floor((offset + length - 1) / size);
+    const fromBuffer = new Uint8Array(last - first + 1);
+    for (let block = first; block <= last; block += 1) {
+      const entry = this.buffered(block);
+      if (entry === undefined) continue;
+      fromBuffer[block - first] = 1;
+      if (typeof entry !== 'string') copyBlockPart(entry, block * size, offset, out);
+    }
+    if (fromBuffer.every((flag) => flag === 1)) return out;
+    const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
+    for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
+    await fillFromStore(this.ctx, rows, first, offset, out);
+    return out;
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
+    this.checkLive();
+    checkRange(this, offset, length, Number.MAX_SAFE_INTEGER);
+    if (length === 0) return [];
+    const size = this.ctx.blockSize;
+    const first = Math.floor(offset / size);
+    const last = Math.min(Math.floor((offset + length - 1) / size), first + statusBlocksMax - 1);
+    const types: ExtentType[] = [];
+    for (let windowStart = first; windowStart <= last; windowStart += windowBlocks) {
+      const count = Math.min(windowBlocks, last - windowStart + 1);
+      const buffered = new Map<number, ExtentType>();
+      for (let block = windowStart; block < windowStart + count; block += 1) {
+        const entry = this.buffered(block);
+        if (entry !== undefined) buffered.set(block, bufferedType(entry));
+      }
+      const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), windowStart, count);
+      rows.forEach((row, index) => types.push(buffered.get(windowStart + index) ?? extentType(row)));
+    }
+    return toExtents(types, first, size, offset, Math.min(offset + length, (last + 1) * size));
+  }
+
+  write(_offset: number, _data: Buffer, _options?: WriteOptions): Promise<void> {
+    return Promise.reject(this.readOnlyError());
+  }
+
+  trim(_offset: number, _length: number, _options?: WriteOptions): Promise<void> {
+    return Promise.reject(this.readOnlyError());
+  }
+
+  writeZeroes(_offset: number, _length: number, _options?: ZeroOptions): Promise<void> {
+    return Promise.reject(this.readOnlyError());
+  }
+
+  async flush(): Promise<void> {
+    await flushPool(this.ctx);
+  }
+
+  protected readOnlyError(): StrataError {
+    return new StrataError('STRATA_E_READ_ONLY', `${this.name} is read-only`, { device: this.name });
+  }
+}
+
+/** The writable head of a volume. */
+export class VolumeHandle extends BaseHandle {
+  readonly readOnly = false;
+
+  constructor(
+    ctx: PoolContext,
+    private readonly state: VolumeState,
+  ) {
+    super(ctx);
+  }
+
+  get name(): string {
+    return this.state.record.name;
+  }
+
+  get sizeBytes(): number {
+    return this.state.record.sizeBytes;
+  }
+
+  protected record(): VolumeRecord {
+    return this.state.record;
+  }
+
+  protected gen(): number {
+    return this.state.record.headGen;
+  }
+
+  protected buffered(block: number): BufferedBlock | undefined {
+    return this.state.buffer.lookup(block);
+  }
+
+  protected checkLive(): void {
+    this.ctx.assertOpen();
+    if (this.ctx.volumes.get(this.state.id) !== this.state) {
+      throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${this.name} was deleted`, { volume: this.name });
+    }
+  }
+
+  override async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+    this.checkLive();
+    checkRange(this, offset, data.length, limits.ioBytesMax);
+    const size = this.ctx.blockSize;
+    const end = offset + data.length;
+    for (let block = Math.floor(offset / size); block * size < end; block += 1) {
+      const blockStart = block * size;
+      const from = Math.max(offset, blockStart);
+      const to = Math.min(end, blockStart + size);
+      if (to - from === size) {
+        this.setEntry(block, Buffer.from(data.subarray(from - offset, to - offset)));
+      } else {
+        await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
+      }
+    }
+    await this.afterWrite(options);
+  }
+
+  override async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
+    await this.clearRange(offset, length, 'hole', options);
+  }
+
+  override async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
+    await this.clearRange(offset, length, options.allocate ? 'zero' : 'hole', options);
+  }
+
+  private async clearRange(offset: number, length: number, marker: 'zero' | 'hole', options: WriteOptions): Promise<void> {
+    this.checkLive();
+    checkRange(this, offset, length, Number.MAX_SAFE_INTEGER);
+    if (length === 0) return this.afterWrite(options);
+    const size = this.ctx.blockSize;
+    const end = offset + length;
+    const firstFull = Math.ceil(offset / size);
+    const endFull = Math.floor(end / size);
+    if (firstFull >= endFull) {
+      // The range lies inside one block or straddles two partial ones.
+      await this.zeroPartial(offset, end);
+    } else {
+      if (offset < firstFull * size) await this.zeroPartial(offset, firstFull * size);
+      if (end > endFull * size) await this.zeroPartial(endFull * size, end);
+      for (let windowStart = firstFull; windowStart < endFull; windowStart += windowBlocks) {
+        const count = Math.min(windowBlocks, endFull - windowStart);
+        if (marker === 'zero') {
+          for (let block = windowStart; block < windowStart + count; block += 1) this.setEntry(block, 'zero');
+        } else {
+          await this.holeWindow(windowStart, count);
+        }
+        await backpressure(this.ctx);
+      }
+    }
+    await this.afterWrite(options);
+  }
+
+  /** Marks as holes the blocks of a window that hold anything now (buffered or stored). */
+  private async holeWindow(first: number, count: number): Promise<void> {
+    const before: number[] = [];
+    for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) before.push(block);
+    const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count);
+    for (const block of before) this.setEntry(block, 'hole');
+    rows.forEach((row, index) => {
+      if (row !== null) this.setEntry(first + index, 'hole');
+    });
+    for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) this.setEntry(block, 'hole');
+  }
+
+  private async zeroPartial(from: number, to: number): Promise<void> {
+    const size = this.ctx.blockSize;
+    const block = Math.floor(from / size);
+    await this.modifyBlock(block, (target) => target.fill(0, from - block * size, to - block * size));
+  }
+
+  private async afterWrite(options: WriteOptions): Promise<void> {
+    if (options.fua) await flushPool(this.ctx);
+    else await backpressure(this.ctx);
+  }
+
+  private setEntry(block: number, entry: BufferedBlock): void {
+    const dirty = this.state.buffer.dirty;
+    const old = dirty.get(block);
+    this.ctx.dirtyBytes += entryBytes(entry) - (old === undefined ? 0 : entryBytes(old));
+    dirty.set(block, entry);
+  }
+
+  /**
+   * Read-modify-write of one block. A dirty data entry is changed in place; a frozen
+   * (destaging) one is copied first; otherwise the stored block is read, and the read is
+   * retried if a destage finished meanwhile (its base may have gone stale).
+   */
+  private async modifyBlock(block: number, apply: (target: Buffer) => void): Promise<void> {
+    const buffer = this.state.buffer;
+    for (;;) {
+      const dirty = buffer.dirty.get(block);
+      if (dirty instanceof Buffer) return apply(dirty);
+      const frozen = dirty ?? buffer.destaging?.get(block);
+      if (frozen !== undefined) {
+        const base = frozen instanceof Buffer ? Buffer.from(frozen) : Buffer.alloc(this.ctx.blockSize);
+        apply(base);
+        return this.setEntry(block, base);
+      }
+      const epoch = buffer.epoch;
+      const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
+      const base = Buffer.alloc(this.ctx.blockSize);
+      if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
+      if (buffer.lookup(block) !== undefined || epoch !== buffer.epoch) continue;
+      apply(base);
+      return this.setEntry(block, base);
+    }
+  }
+}
+
+/** A read-only view of a volume at a snapshot. */
+export class SnapshotHandle extends BaseHandle {
+  readonly readOnly = true;
+
+  constructor(
+    ctx: PoolContext,
+    private readonly state: VolumeState,
+    private readonly snapshotGen: number,
+    readonly name: string,
+    readonly sizeBytes: number,
+  ) {
+    super(ctx);
+  }
+
+  protected record(): VolumeRecord {
+    return this.state.record;
+  }
+
+  protected gen(): number {
+    return this.snapshotGen;
+  }
+
+  protected buffered(): BufferedBlock | undefined {
+    return undefined;
+  }
+
+  protected checkLive(): void {
+    this.ctx.assertOpen();
+    const live = this.ctx.volumes.get(this.state.id) === this.state && this.state.snapshots.some((s) => s.gen === this.snapshotGen);
+    if (!live) throw new StrataError('STRATA_E_SNAPSHOT_NOT_FOUND', `snapshot ${this.name} was deleted`, { snapshot: this.name });
+  }
+}

@@ -1,0 +1,68 @@
+/*
+ * Append-only schema migrations for the SQLite metadata store. The schema version is
+ * the number of migrations applied (PRAGMA user_version). Never edit a migration that
+ * has shipped; add a new one.
+ *
+ * Extent rows are WITHOUT ROWID with the primary key (volume_id, block, birth): a read at
+ * generation g is one range seek. The birth index serves snapshot deletion, rollback and
+ * replication diffs, which must cost O(rows born in an interval), never O(volume size).
+ */
+export const migrations: readonly string[] = [
+  `
+  CREATE TABLE pool (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE volume (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    size_bytes INTEGER NOT NULL,
+    head_gen INTEGER NOT NULL,
+    parent_id INTEGER REFERENCES volume(id),
+    parent_gen INTEGER,
+    created_ms INTEGER NOT NULL
+  );
+  CREATE INDEX volume_parent ON volume(parent_id, parent_gen) WHERE parent_id IS NOT NULL;
+  CREATE TABLE snapshot (
+    volume_id INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (volume_id, gen),
+    UNIQUE (volume_id, name)
+  ) WITHOUT ROWID;
+  CREATE TABLE extent (
+    volume_id INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    birth INTEGER NOT NULL,
+    chunk INTEGER,
+    PRIMARY KEY (volume_id, block, birth)
+  ) WITHOUT ROWID;
+  CREATE INDEX extent_birth ON extent(volume_id, birth, block);
+  CREATE TABLE chunk (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    frame_id INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+  );
+  CREATE INDEX chunk_hash ON chunk(hash);
+  CREATE TABLE frame (
+    id INTEGER PRIMARY KEY,
+    pack_id INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    live_chunks INTEGER NOT NULL
+  );
+  CREATE INDEX frame_pack ON frame(pack_id, offset);
+  CREATE TABLE pack (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    live_chunks INTEGER NOT NULL,
+    retired_ms INTEGER
+  );
+  `,
+];
+
+export const schemaVersion = migrations.length;
