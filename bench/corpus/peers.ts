@@ -477,7 +477,7 @@ async function main(argv: string[]): Promise<number> {
     ]);
   }
   process.stdout.write(table(rows) + "\n");
-  for (const r of results) if (r.version) log(`${r.tool}: ${r.version}`);
+  for (const v of new Set(results.map((r) => r.version).filter(Boolean))) log(`version: ${v}`);
   return 0;
 }
 
