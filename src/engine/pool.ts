@@ -215,7 +215,7 @@ export class Pool {
     return { volume: state.record.name, name: snapshot.name, sizeBytes: snapshot.sizeBytes, createdMs: snapshot.createdMs };
   }
 
-  createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+  async createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
     validateName('volume', name);
     validateSize(sizeBytes);
     return this.admin(async () => {
@@ -242,7 +242,7 @@ export class Pool {
     return new VolumeHandle(this.ctx, this.ctx.volumeByName(name));
   }
 
-  renameVolume(name: string, newName: string): Promise<void> {
+  async renameVolume(name: string, newName: string): Promise<void> {
     validateName('volume', newName);
     return this.admin(async () => {
       const state = this.ctx.volumeByName(name);

@@ -67,8 +67,9 @@ function extentType(row: MappedExtent | null): ExtentType {
   return row.chunk === ZERO_CHUNK ? 'zero' : 'data';
 }
 
-function bufferedType(entry: BufferedBlock): ExtentType {
-  return entry === 'hole' ? 'hole' : entry === 'zero' ? 'zero' : 'data';
+function bufferedType(entry: BufferedBlock, zeroBlock: Buffer): ExtentType {
+  if (entry === 'hole') return 'hole';
+  return entry === 'zero' || entry.equals(zeroBlock) ? 'zero' : 'data';
 }
 
 /** Merges per-block types into byte extents clipped to [offset, end). */
@@ -136,7 +137,7 @@ abstract class BaseHandle implements BlockDevice {
       const buffered = new Map<number, ExtentType>();
       for (let block = windowStart; block < windowStart + count; block += 1) {
         const entry = this.buffered(block);
-        if (entry !== undefined) buffered.set(block, bufferedType(entry));
+        if (entry !== undefined) buffered.set(block, bufferedType(entry, this.ctx.zeroBlock));
       }
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), windowStart, count);
       rows.forEach((row, index) => types.push(buffered.get(windowStart + index) ?? extentType(row)));
@@ -213,7 +214,8 @@ export class VolumeHandle extends BaseHandle {
       const from = Math.max(offset, blockStart);
       const to = Math.min(end, blockStart + size);
       if (to - from === size) {
-        this.setEntry(block, Buffer.from(data.subarray(from - offset, to - offset)));
+        const piece = data.subarray(from - offset, to - offset);
+        this.setEntry(block, piece.equals(this.ctx.zeroBlock) ? 'zero' : Buffer.from(piece));
       } else {
         await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
       }

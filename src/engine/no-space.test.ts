@@ -1,0 +1,137 @@
+/*
+ * A full file system: writes that cannot be destaged fail with STRATA_E_NO_SPACE at
+ * flush, stay buffered and readable, and everything acknowledged before stays intact.
+ * Once per run with an injected fault in the pack store's file operations, and once on
+ * a real, tiny tmpfs (needs root and mount; skipped loudly otherwise).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nodeFileIo, type FileIo } from '../chunks/index.js';
+import { Pool } from './index.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const quiet = { compactIntervalMs: 0, compactGraceMs: 0, writebackDelayMs: 0 };
+const cleanups: (() => void)[] = [];
+
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) {
+    try {
+      cleanup();
+    } catch {
+      // best effort
+    }
+  }
+});
+
+function noise(length: number, seed: number): Buffer {
+  const data = Buffer.alloc(length);
+  let state = seed | 1;
+  for (let index = 0; index < length; index += 1) {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    data[index] = state >> 16;
+  }
+  return data;
+}
+
+describe('a full file system', () => {
+  it('fails the flush with STRATA_E_NO_SPACE, keeps the data buffered, and succeeds once space returns', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nospace-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    let full = false;
+    const io: FileIo = {
+      ...nodeFileIo,
+      writeSync: (...args) => {
+        if (full) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        return nodeFileIo.writeSync(...args);
+      },
+    };
+    const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, io });
+    try {
+      await pool.createVolume('v', 4 * MiB);
+      const disk = pool.openVolume('v');
+      const first = noise(MiB, 1);
+      await disk.write(0, first, { fua: true });
+      full = true;
+      const second = noise(MiB, 2);
+      await disk.write(MiB, second);
+      await expect(disk.flush()).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await expect(disk.write(2 * MiB, noise(4 * KiB, 3), { fua: true })).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      expect((await disk.read(0, MiB)).equals(first)).toBe(true);
+      expect((await disk.read(MiB, MiB)).equals(second)).toBe(true);
+      full = false;
+      await disk.flush();
+      expect((await pool.stats()).dirtyBytes).toBe(0);
+      expect((await pool.check({ deep: true })).issues).toEqual([]);
+    } finally {
+      await pool.close();
+    }
+    const again = await Pool.open(dir, { tuning: quiet });
+    try {
+      const disk = again.openVolume('v');
+      expect((await disk.read(0, MiB)).equals(noise(MiB, 1))).toBe(true);
+      expect((await disk.read(MiB, MiB)).equals(noise(MiB, 2))).toBe(true);
+    } finally {
+      await again.close();
+    }
+  });
+
+  const canMount = process.getuid?.() === 0 && (() => {
+    const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mount-probe-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
+      execFileSync('umount', [probe], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      fs.rmSync(probe, { recursive: true, force: true });
+    }
+  })();
+  if (!canMount) console.warn('SKIPPED: the real-tmpfs ENOSPC test needs root and mount(8) (Debian package: mount)');
+
+  it.runIf(canMount)('on a real tiny tmpfs loses nothing that a flush acknowledged', async () => {
+    const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mountPoint]);
+    cleanups.push(() => fs.rmSync(mountPoint, { recursive: true, force: true }));
+    cleanups.push(() => execFileSync('umount', ['-l', mountPoint]));
+    const dir = path.join(mountPoint, 'pool');
+    const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, packBytesMax: MiB });
+    const acknowledged: number[] = [];
+    let failure: unknown = null;
+    try {
+      await pool.createVolume('v', 64 * MiB);
+      const disk = pool.openVolume('v');
+      for (let index = 0; index < 64; index += 1) {
+        try {
+          await disk.write(index * 256 * KiB, noise(256 * KiB, index + 10), { fua: true });
+          acknowledged.push(index);
+        } catch (error) {
+          failure = error;
+          break;
+        }
+      }
+      expect(failure).toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      for (const index of acknowledged) {
+        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(noise(256 * KiB, index + 10))).toBe(true);
+      }
+    } finally {
+      await pool.close().catch(() => undefined);
+    }
+    expect(acknowledged.length).toBeGreaterThan(4);
+    const again = await Pool.open(dir, { tuning: quiet });
+    try {
+      const disk = again.openVolume('v');
+      for (const index of acknowledged) {
+        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(noise(256 * KiB, index + 10))).toBe(true);
+      }
+      const report = await again.check({ deep: true });
+      expect(report.ok).toBe(true);
+    } finally {
+      await again.close().catch(() => undefined);
+    }
+  });
+});
