@@ -63,7 +63,7 @@ IMAGE_NAMES=(base web build db)
 declare -A IMAGE_INCLUDE=(
   [base]="openssh-server,ca-certificates"
   [web]="openssh-server,ca-certificates,nginx,python3,python3-venv,python3-pip,python3-flask,curl"
-  [build]="openssh-server,ca-certificates,build-essential,git,pkg-config,cmake"
+  [build]="openssh-server,ca-certificates,build-essential,git,pkg-config"
   [db]="openssh-server,ca-certificates,postgresql,python3,python3-psycopg2,curl"
 )
 

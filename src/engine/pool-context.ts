@@ -46,9 +46,12 @@ export class VolumeState {
     return this.record.id;
   }
 
-  /** The newest live snapshot gen, or 0 when there is none (rows are born at 1 or later). */
+  /**
+   * The newest live snapshot gen, or -1 when there is none: rows are born at the head
+   * gen (1 or later), or at 0 when flatten copied them from a parent.
+   */
   get latestSnapshotGen(): number {
-    return this.snapshots.length === 0 ? 0 : this.snapshots[this.snapshots.length - 1].gen;
+    return this.snapshots.length === 0 ? -1 : this.snapshots[this.snapshots.length - 1].gen;
   }
 }
 

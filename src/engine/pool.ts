@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isCodec, type Codec } from '../common/codec-names.js';
-import { StrataError } from '../common/errors.js';
+import { isStrataError, StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { validateName } from '../common/names.js';
 import { isPowerOfTwo } from '../common/units.js';
@@ -413,9 +413,12 @@ export class Pool {
       await this.ctx.writer.run(() => destageAll(this.ctx));
     } finally {
       this.ctx.closed = true;
-      this.ctx.chunks.close();
-      await this.ctx.meta.close();
-      this.lock.release();
+      try {
+        this.ctx.chunks.close();
+        await this.ctx.meta.close();
+      } finally {
+        this.lock.release();
+      }
     }
   }
 }
@@ -446,7 +449,13 @@ async function recover(ctx: PoolContext, chunks: LocalPackStore): Promise<void> 
     if (pack.state === 'open') changes.packs!.push({ id: pack.id, state: 'sealed', bytes: end });
   }
   await chunks.sync();
-  await ctx.meta.commit(changes);
+  try {
+    await ctx.meta.commit(changes);
+  } catch (error) {
+    // On a full file system the pool must still open (to read, and to delete data);
+    // packs left marked open are sealed at a later open.
+    if (!isStrataError(error, 'STRATA_E_NO_SPACE')) throw error;
+  }
   for (const record of await ctx.meta.listVolumes()) {
     if (record.name.startsWith('.')) continue;
     ctx.volumes.set(record.id, new VolumeState(record, await ctx.meta.listSnapshots(record.id)));

@@ -71,11 +71,12 @@ async function refuseIfCloned(ctx: PoolContext, volume: VolumeState, snapshot: S
   }
 }
 
+/** The live points around gen: the previous snapshot (-1 for none) and the next one or the head. */
 function neighbours(volume: VolumeState, gen: number): { previous: number; next: number } {
   const older = volume.snapshots.filter((snapshot) => snapshot.gen < gen);
   const newer = volume.snapshots.filter((snapshot) => snapshot.gen > gen);
   return {
-    previous: older.length === 0 ? 0 : older[older.length - 1].gen,
+    previous: older.length === 0 ? -1 : older[older.length - 1].gen,
     next: newer.length === 0 ? volume.record.headGen : newer[0].gen,
   };
 }
@@ -95,43 +96,49 @@ export async function deleteSnapshot(ctx: PoolContext, volume: VolumeState, name
 }
 
 /**
- * Drops rows born in (previous, gen] that a newer row born in (gen, next live point]
- * hides, for a snapshot gen that is no longer live.
+ * Pages through the rows born in (gen, next live point] and hands each page, with the
+ * rows of the same blocks born in (previous, gen], to `visit`. Those older rows are
+ * exactly the ones that die with snapshot gen: no live point lies between previous and
+ * next any more, and the newer row hides them from every point from next on.
  */
-export async function reapInterval(ctx: PoolContext, volume: VolumeState, previous: number, gen: number): Promise<void> {
+async function forEachHiddenPage(
+  ctx: PoolContext,
+  volume: VolumeState,
+  previous: number,
+  gen: number,
+  visit: (hidden: ExtentRow[], last: boolean) => Promise<void>,
+): Promise<void> {
+  const next = neighbours(volume, gen).next;
   let cursor: { birth: number; block: number } | null = null;
   for (;;) {
-    const next = neighbours(volume, gen).next;
-    const rows: ExtentRow[] = await ctx.meta.rowsBornIn(volume.id, previous, gen, cursor, batchRows);
-    const changes: MetaChanges = { extentDeletes: [], refDeltas: new Map() };
-    if (rows.length > 0) {
-      const hidden = await ctx.meta.blocksWithRowBornIn(volume.id, rows.map((row) => row.block), gen, next);
-      for (const row of rows) {
-        if (!hidden.has(row.block)) continue;
-        changes.extentDeletes!.push({ volumeId: volume.id, block: row.block, birth: row.birth });
-        addRef(changes.refDeltas!, row.chunk, -1);
-      }
-      cursor = { birth: rows[rows.length - 1].birth, block: rows[rows.length - 1].block };
-    }
-    if (rows.length < batchRows) changes.poolValues = [{ key: reapKey(volume.id, gen), value: null }];
-    await ctx.meta.commit(changes);
-    if (rows.length < batchRows) return;
+    const newer: ExtentRow[] = await ctx.meta.rowsBornIn(volume.id, gen, next, cursor, batchRows);
+    const hidden = newer.length === 0 ? [] : await ctx.meta.rowsOfBlocksBornIn(volume.id, newer.map((row) => row.block), previous, gen);
+    const last = newer.length < batchRows;
+    await visit(hidden, last);
+    if (last) return;
+    cursor = { birth: newer[newer.length - 1].birth, block: newer[newer.length - 1].block };
   }
+}
+
+/** Drops the rows that died with snapshot gen (see forEachHiddenPage), in batches. */
+export async function reapInterval(ctx: PoolContext, volume: VolumeState, previous: number, gen: number): Promise<void> {
+  await forEachHiddenPage(ctx, volume, previous, gen, async (hidden, last) => {
+    const changes: MetaChanges = { extentDeletes: [], refDeltas: new Map() };
+    for (const row of hidden) {
+      changes.extentDeletes!.push({ volumeId: volume.id, block: row.block, birth: row.birth });
+      addRef(changes.refDeltas!, row.chunk, -1);
+    }
+    if (last) changes.poolValues = [{ key: reapKey(volume.id, gen), value: null }];
+    await ctx.meta.commit(changes);
+  });
 }
 
 /** What deleting the snapshot would give back: chunks whose last reference dies. */
 export async function snapshotReclaimableBytes(ctx: PoolContext, volume: VolumeState, snapshot: SnapshotRecord): Promise<number> {
-  const { previous, next } = neighbours(volume, snapshot.gen);
   const dying = new Map<number, number>();
-  let cursor: { birth: number; block: number } | null = null;
-  for (;;) {
-    const rows = await ctx.meta.rowsBornIn(volume.id, previous, snapshot.gen, cursor, batchRows);
-    if (rows.length === 0) break;
-    const hidden = await ctx.meta.blocksWithRowBornIn(volume.id, rows.map((row) => row.block), snapshot.gen, next);
-    for (const row of rows) if (hidden.has(row.block)) addRef(dying, row.chunk, 1);
-    cursor = { birth: rows[rows.length - 1].birth, block: rows[rows.length - 1].block };
-    if (rows.length < batchRows) break;
-  }
+  await forEachHiddenPage(ctx, volume, neighbours(volume, snapshot.gen).previous, snapshot.gen, async (hidden) => {
+    for (const row of hidden) addRef(dying, row.chunk, 1);
+  });
   const info = await ctx.meta.getChunkInfo([...dying.keys()]);
   let bytes = 0;
   for (const [chunkId, count] of dying) {

@@ -184,7 +184,10 @@ export interface MetaStore {
   readExtents(volumeId: number, firstBlock: number, count: number, gen: number): Promise<MappedExtent[]>;
   /** The newest row of each listed block (any birth), for the writer's decisions. */
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>>;
-  /** Rows born in (afterGen, upToGen], ascending by (birth, block), paged after a cursor. */
+  /**
+   * Rows born in (afterGen, upToGen], ascending by (birth, block), paged after a cursor.
+   * afterGen must be >= 1: rows born at 0 or 1 are never enumerated by birth.
+   */
   rowsBornIn(
     volumeId: number,
     afterGen: number,
@@ -196,6 +199,8 @@ export interface MetaStore {
   rowsFrom(volumeId: number, afterBlock: number, limit: number): Promise<ExtentRow[]>;
   /** For each listed block, whether a row is born in (afterGen, upToGen]. */
   blocksWithRowBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<Set<number>>;
+  /** The rows of the listed blocks born in (afterGen, upToGen]. */
+  rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]>;
 
   /** Chunks whose hash is one of `hashes` (hex of the hash as key). */
   findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>>;

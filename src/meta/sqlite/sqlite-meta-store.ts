@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { StrataError, hostIoError } from '../../common/errors.js';
+import { assert } from '../../common/assert.js';
 import { limits } from '../../common/limits.js';
 import type {
   ChunkRefCount,
@@ -150,8 +151,11 @@ export class SqliteMetaStore implements MetaStore {
 
   close(): Promise<void> {
     return this.run('closing metadata', () => {
-      if (this.db.open) {
+      if (!this.db.open) return;
+      try {
         this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } finally {
+        // A failed checkpoint (full disk) is harmless: the WAL is replayed at next open.
         this.db.close();
       }
     });
@@ -317,10 +321,11 @@ export class SqliteMetaStore implements MetaStore {
     limit: number,
   ): Promise<ExtentRow[]> {
     return this.run('reading the extent map', () => {
+      assert(afterGen >= 1, 'rows born at gen 0 or 1 are not indexed by birth');
       const cursor = after ?? { birth: afterGen, block: Number.MAX_SAFE_INTEGER };
       return this.sql(
-        `SELECT block, birth, chunk FROM extent
-          WHERE volume_id = ? AND birth <= ? AND (birth > ? OR (birth = ? AND block > ?))
+        `SELECT block, birth, chunk FROM extent INDEXED BY extent_birth
+          WHERE volume_id = ? AND birth > 1 AND birth <= ? AND (birth > ? OR (birth = ? AND block > ?))
           ORDER BY birth, block LIMIT ?`,
       ).all(volumeId, upToGen, cursor.birth, cursor.birth, cursor.block, limit) as ExtentRow[];
     });
@@ -345,12 +350,22 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
+  rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]> {
+    return this.run('reading the extent map', () => {
+      const statement = this.sql('SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block = ? AND birth > ? AND birth <= ?');
+      const result: ExtentRow[] = [];
+      for (const block of blocks) result.push(...(statement.all(volumeId, block, afterGen, upToGen) as ExtentRow[]));
+      return result;
+    });
+  }
+
   findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>> {
     return this.run('looking up chunk hashes', () => {
-      const statement = this.sql('SELECT id, refs FROM chunk WHERE hash = ? LIMIT 1');
+      const statement = this.sql('SELECT id, refs, hash FROM chunk WHERE substr(hash, 1, 8) = ?');
       const result = new Map<string, ChunkRefCount>();
       for (const hash of hashes) {
-        const row = statement.get(hash) as { id: number; refs: number } | undefined;
+        const rows = statement.all(hash.subarray(0, 8)) as { id: number; refs: number; hash: Buffer }[];
+        const row = rows.find((candidate) => candidate.hash.equals(hash));
         if (row) result.set(hash.toString('hex'), { chunkId: row.id, refs: row.refs });
       }
       return result;
@@ -503,12 +518,12 @@ export class SqliteMetaStore implements MetaStore {
 
   chunksOfFrame(frameId: number, hashes: readonly Buffer[]): Promise<{ chunkId: number; slot: number; hash: Buffer }[]> {
     return this.run('listing chunks of a frame', () => {
-      const statement = this.sql('SELECT id, slot, hash FROM chunk WHERE hash = ? AND frame_id = ?');
+      const statement = this.sql('SELECT id, slot, hash FROM chunk WHERE substr(hash, 1, 8) = ? AND frame_id = ?');
       const seen = new Set<number>();
       const result: { chunkId: number; slot: number; hash: Buffer }[] = [];
       for (const hash of hashes) {
-        for (const row of statement.all(hash, frameId) as { id: number; slot: number; hash: Buffer }[]) {
-          if (seen.has(row.id)) continue;
+        for (const row of statement.all(hash.subarray(0, 8), frameId) as { id: number; slot: number; hash: Buffer }[]) {
+          if (seen.has(row.id) || !row.hash.equals(hash)) continue;
           seen.add(row.id);
           result.push({ chunkId: row.id, slot: row.slot, hash: row.hash });
         }
