@@ -2,16 +2,23 @@
  * A byte-bounded LRU of decompressed frames. A random 4 KiB read of a block stored in a
  * 64 KiB frame decompresses the frame once; neighbouring reads then hit the cache.
  * Map iteration order is insertion order, so re-inserting on hit keeps it an LRU.
+ * Each entry remembers which of its chunks have been verified against their SHA-256:
+ * bytes are checked when they come from disk, not again on every hit in memory.
  */
+export interface CachedFrame {
+  readonly raw: Buffer;
+  readonly verified: Uint8Array;
+}
+
 export class FrameCache {
-  private readonly entries = new Map<number, Buffer>();
+  private readonly entries = new Map<number, CachedFrame>();
   private bytes = 0;
   hits = 0;
   misses = 0;
 
   constructor(private readonly bytesMax: number) {}
 
-  get(frameId: number): Buffer | undefined {
+  get(frameId: number): CachedFrame | undefined {
     const entry = this.entries.get(frameId);
     if (entry === undefined) {
       this.misses += 1;
@@ -23,23 +30,26 @@ export class FrameCache {
     return entry;
   }
 
-  set(frameId: number, raw: Buffer): void {
-    if (raw.length > this.bytesMax) return;
+  /** Adds a frame; returns the entry (kept only while it fits under the bound). */
+  set(frameId: number, raw: Buffer, chunkCount: number): CachedFrame {
+    const entry = { raw, verified: new Uint8Array(chunkCount) };
+    if (raw.length > this.bytesMax) return entry;
     this.delete(frameId);
-    this.entries.set(frameId, raw);
+    this.entries.set(frameId, entry);
     this.bytes += raw.length;
-    for (const [id, entry] of this.entries) {
+    for (const [id, old] of this.entries) {
       if (this.bytes <= this.bytesMax) break;
       this.entries.delete(id);
-      this.bytes -= entry.length;
+      this.bytes -= old.raw.length;
     }
+    return entry;
   }
 
   delete(frameId: number): void {
     const entry = this.entries.get(frameId);
     if (entry === undefined) return;
     this.entries.delete(frameId);
-    this.bytes -= entry.length;
+    this.bytes -= entry.raw.length;
   }
 
   get sizeBytes(): number {

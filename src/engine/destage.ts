@@ -115,7 +115,19 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   writeFrames(ctx, [...pendingByHash.values()], changes, packStarts);
   if (packStarts.size > 0) await ctx.chunks.sync();
   for (const item of work) await decideRows(ctx, item, changes);
+  foldNewChunkRefs(changes);
   await ctx.meta.commit(changes);
+}
+
+/** New chunks are inserted with their final reference count: one statement, not two. */
+function foldNewChunkRefs(changes: MetaChanges): void {
+  const deltas = changes.refDeltas!;
+  changes.chunks = changes.chunks!.map((chunk) => {
+    const refs = deltas.get(chunk.id) ?? 0;
+    assert(refs > 0, `new chunk ${chunk.id} is referenced by no block`);
+    deltas.delete(chunk.id);
+    return { ...chunk, refs };
+  });
 }
 
 /** Returns null (hole), ZERO_CHUNK, or the hex hash of a data block (resolved later). */

@@ -114,19 +114,20 @@ export class PoolContext {
    * wrong bytes are never returned.
    */
   async readChunk(location: ChunkLocation): Promise<Buffer> {
-    let raw = this.frameCache.get(location.frameId);
-    if (raw === undefined) {
+    let frame = this.frameCache.get(location.frameId);
+    if (frame === undefined) {
       const record = await this.chunks.read(location);
       try {
-        raw = decodeFrame(record, { packId: location.packId, offset: location.offset }).raw;
+        const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
+        frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.chunkCount);
       } catch (error) {
         this.counters.checksumErrors += 1;
         throw error;
       }
-      this.frameCache.set(location.frameId, raw);
     }
     const size = this.blockSize;
-    const block = raw.subarray(location.slot * size, (location.slot + 1) * size);
+    const block = frame.raw.subarray(location.slot * size, (location.slot + 1) * size);
+    if (frame.verified[location.slot] === 1) return block;
     if (block.length !== size || !sha256(block).equals(location.hash)) {
       this.counters.checksumErrors += 1;
       this.frameCache.delete(location.frameId);
@@ -136,6 +137,7 @@ export class PoolContext {
         offset: location.offset,
       });
     }
+    frame.verified[location.slot] = 1;
     return block;
   }
 }

@@ -301,10 +301,22 @@ export class SqliteMetaStore implements MetaStore {
 
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>> {
     return this.run('reading the extent map', () => {
+      const result = new Map<number, ExtentRow>();
+      if (blocks.length === 0) return result;
+      const low = Math.min(...blocks);
+      const high = Math.max(...blocks);
+      if (high - low < 4 * blocks.length) {
+        // Dense (a sequential write): one range scan instead of a seek per block.
+        const wanted = new Set(blocks);
+        const rows = this.sql(
+          'SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block >= ? AND block <= ? ORDER BY block, birth',
+        ).all(volumeId, low, high) as ExtentRow[];
+        for (const row of rows) if (wanted.has(row.block)) result.set(row.block, row);
+        return result;
+      }
       const statement = this.sql(
         'SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block = ? ORDER BY birth DESC LIMIT 1',
       );
-      const result = new Map<number, ExtentRow>();
       for (const block of blocks) {
         const row = statement.get(volumeId, block) as ExtentRow | undefined;
         if (row) result.set(block, row);

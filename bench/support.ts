@@ -1,0 +1,73 @@
+/*
+ * Shared pieces of the benchmarks: timing, a scratch directory that is always removed,
+ * table printing, and realistic sample data (bytes of the running node binary, which
+ * compress and dedup like ordinary executables do).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+export function cacheDir(): string {
+  return process.env.STRATA_BENCH_CACHE ?? path.join(os.homedir(), '.cache', 'strata-bench');
+}
+
+export async function withScratch<T>(label: string, body: (dir: string) => Promise<T>): Promise<T> {
+  fs.mkdirSync(cacheDir(), { recursive: true });
+  const dir = fs.mkdtempSync(path.join(cacheDir(), `scratch-${label}-`));
+  try {
+    return await body(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function timed<T>(body: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = performance.now();
+  const value = await body();
+  return { ms: performance.now() - start, value };
+}
+
+let sample: Buffer | null = null;
+
+/** `length` bytes of real executable content starting at `offset` (wrapping around). */
+export function sampleData(offset: number, length: number): Buffer {
+  sample ??= fs.readFileSync(process.execPath);
+  const out = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const from = (offset + filled) % sample.length;
+    filled += sample.copy(out, filled, from, Math.min(sample.length, from + length - filled));
+  }
+  return out;
+}
+
+export function printTable(title: string, rows: Record<string, string | number>[]): void {
+  if (rows.length === 0) return;
+  const columns = Object.keys(rows[0]);
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (values: string[]) => values.map((v, i) => v.padStart(i === 0 ? 0 : widths[i]).padEnd(i === 0 ? widths[i] : 0)).join('  ');
+  console.log(`\n## ${title}\n`);
+  console.log(line(columns));
+  for (const row of rows) console.log(line(columns.map((c) => String(row[c]))));
+}
+
+export const fmt = {
+  mbps: (bytes: number, ms: number) => (bytes / MiB / (ms / 1000)).toFixed(1),
+  iops: (ops: number, ms: number) => Math.round(ops / (ms / 1000)).toString(),
+  ms: (ms: number) => ms.toFixed(2),
+  mib: (bytes: number) => (bytes / MiB).toFixed(1),
+  ratio: (value: number) => `${value.toFixed(2)}x`,
+};
+
+/** Deterministic pseudo-random offsets. */
+export function* randomOffsets(count: number, span: number, align: number, seed = 1): Generator<number> {
+  let state = seed;
+  for (let i = 0; i < count; i += 1) {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    yield Math.floor((state / 2147483648) * (span / align)) * align;
+  }
+}
