@@ -48,7 +48,7 @@ function poolCommands(program: Command): void {
     .description('create a pool in the --pool directory')
     .option('--block-size <size>', 'block size: power of two from 4K to 1M', '4K')
     .option('--no-dedup', 'turn deduplication off')
-    .addOption(new Option('--compression <codec>', 'compression codec').choices(['lz4', 'zstd', 'none']).default('lz4'))
+    .addOption(new Option('--compression <codec>', 'compression codec').choices(['lz4', 'zstd', 'none']).default('zstd'))
     .action(async (options: { blockSize: string; dedup: boolean; compression: string }, command: Command) => {
       const opts = globals(command);
       if (!isCodec(options.compression)) throw new StrataError('STRATA_E_INVALID_ARGUMENT', 'unknown codec');

@@ -109,7 +109,7 @@ function validatePolicy(options: PoolPolicyOptions): PoolPolicy {
       { blockSize },
     );
   }
-  const compression = options.compression ?? 'lz4';
+  const compression = options.compression ?? 'zstd';
   if (!isCodec(compression)) {
     throw new StrataError('STRATA_E_INVALID_ARGUMENT', `compression must be none, lz4 or zstd`, { compression });
   }
