@@ -1,0 +1,77 @@
+/*
+ * The realistic dedup corpus, side by side: the ext4 VM-disk images built by
+ * build-images.sh go into Strata (several policies) and into borg (three chunkers)
+ * and restic, in the same run. Figures: bytes stored on the host (repository or pool
+ * directory, allocated) and ingest wall time, with ratios against Strata's default
+ * policy. Images are built on first use and cached outside the repository.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { limits } from '../../src/common/limits.js';
+import { cacheDir, fmt, printTable } from '../support.js';
+import { measurePeers } from './peers.js';
+import { ingestStrata, type StrataIngestResult } from './strata-ingest.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function corpusImages(): string[] | null {
+  if (spawnSync('which', ['debootstrap']).status !== 0 && !fs.existsSync(path.join(cacheDir(), 'images'))) {
+    console.log('\nSKIPPED corpus benchmark: debootstrap is missing (Debian package: debootstrap)');
+    return null;
+  }
+  const built = spawnSync('bash', [path.join(here, 'build-images.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (built.status !== 0) {
+    console.log(`\nSKIPPED corpus benchmark: building the images failed (exit ${built.status})`);
+    return null;
+  }
+  return built.stdout.split('\n').filter((line) => line.endsWith('.img'));
+}
+
+const policies = [
+  { blockSize: limits.blockSizeDefaultBytes, dedup: true, compression: 'zstd' },
+  { blockSize: 4096, dedup: true, compression: 'lz4' },
+  { blockSize: 8192, dedup: true, compression: 'zstd' },
+  { blockSize: 16384, dedup: true, compression: 'zstd' },
+  { blockSize: 65536, dedup: true, compression: 'zstd' },
+  { blockSize: 4096, dedup: false, compression: 'zstd' },
+] as const;
+
+function strataRow(result: StrataIngestResult, base: StrataIngestResult): Record<string, string> {
+  const p = result.policy;
+  return {
+    tool: 'strata',
+    variant: `${p.blockSize / 1024} KiB, ${p.compression}, dedup ${p.dedup ? 'on' : 'off'}`,
+    'stored MiB': fmt.mib(result.storedBytes),
+    'vs strata': fmt.ratio(result.storedBytes / base.storedBytes),
+    'metadata': `${fmt.mib(result.metadataBytes)} MiB (${((100 * result.metadataBytes) / result.storedBytes).toFixed(1)} %)`,
+    'ingest s': (result.ingestMs / 1000).toFixed(1),
+    'time vs strata': fmt.ratio(result.ingestMs / base.ingestMs),
+  };
+}
+
+export async function benchCorpus(): Promise<void> {
+  const images = corpusImages();
+  if (!images) return;
+  const work = path.join(cacheDir(), 'work');
+  fs.mkdirSync(work, { recursive: true });
+  const sizes = images.map((image) => `${path.basename(image)} ${fmt.mib(fs.statSync(image).blocks * 512)} MiB used`);
+  console.log(`\ncorpus: ${sizes.join(', ')}`);
+  const strata: StrataIngestResult[] = [];
+  for (const policy of policies) strata.push(await ingestStrata(images, work, { ...policy }));
+  const base = strata[0];
+  const rows = strata.map((result) => strataRow(result, base));
+  for (const peer of await measurePeers(images, work)) {
+    rows.push({
+      tool: peer.tool,
+      variant: peer.variant,
+      'stored MiB': peer.available ? fmt.mib(peer.storedBytes) : `n/a (${peer.reason})`,
+      'vs strata': peer.available ? fmt.ratio(peer.storedBytes / base.storedBytes) : '',
+      metadata: '',
+      'ingest s': peer.available ? (peer.ingestMs / 1000).toFixed(1) : '',
+      'time vs strata': peer.available ? fmt.ratio(peer.ingestMs / base.ingestMs) : '',
+    });
+  }
+  printTable(`Dedup corpus: ${images.length} ext4 images, stored bytes on the host and ingest time (ratios against Strata's default policy)`, rows);
+}
