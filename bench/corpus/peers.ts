@@ -361,7 +361,11 @@ export async function measurePeers(
   workDir: string,
   options: MeasureOptions = {},
 ): Promise<PeerResult[]> {
-  const opts = { commandTimeoutMs: DEFAULT_TIMEOUT_MS, warmCache: true, ...options };
+  const opts = {
+    ...options,
+    commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    warmCache: options.warmCache ?? true,
+  };
   const paths = images.map((p) => resolve(p));
   for (const p of paths) {
     if (!(await stat(p)).isFile()) throw new Error(`${p}: not a regular file`);

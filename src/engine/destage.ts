@@ -32,7 +32,7 @@ interface PendingChunk {
 interface VolumeWork {
   readonly volume: VolumeState;
   readonly blocks: number[];
-  /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) a hex hash. */
+  /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) its hash key. */
   readonly targets: Map<number, ChunkRef | string>;
 }
 
@@ -101,7 +101,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     work.push({ volume, blocks, targets });
   }
   const existing = ctx.policy.dedup
-    ? await ctx.meta.findChunksByHash([...dataByHash.keys()].map((hex) => Buffer.from(hex, 'hex')))
+    ? await ctx.meta.findChunksByHash([...dataByHash.keys()].map((key) => Buffer.from(key, 'latin1')))
     : new Map<string, { chunkId: number }>();
   // Resolve each data block's hash to a chunk id: stored, or new in this destage.
   for (const item of work) {
@@ -130,42 +130,45 @@ function foldNewChunkRefs(changes: MetaChanges): void {
   });
 }
 
-/** Returns null (hole), ZERO_CHUNK, or the hex hash of a data block (resolved later). */
+/**
+ * Returns null (hole), ZERO_CHUNK, or the hash key of a data block, resolved later.
+ * Hash keys are the 32 hash bytes as a latin1 string: cheap to make and to compare.
+ */
 function classify(ctx: PoolContext, entry: BufferedBlock, dataByHash: Map<string, Buffer>): ChunkRef | string {
   if (entry === 'hole') return null;
   if (entry === 'zero' || isZero(ctx, entry)) return ZERO_CHUNK;
-  const hex = sha256(entry).toString('hex');
-  if (!dataByHash.has(hex)) dataByHash.set(hex, entry);
-  return hex;
+  const key = sha256(entry).toString('latin1');
+  if (!dataByHash.has(key)) dataByHash.set(key, entry);
+  return key;
 }
 
 function resolveChunk(
   ctx: PoolContext,
-  hex: string,
+  key: string,
   existing: Map<string, { chunkId: number }>,
   pendingByHash: Map<string, PendingChunk>,
   dataByHash: Map<string, Buffer>,
   item: VolumeWork,
   block: number,
 ): number {
-  const stored = existing.get(hex);
+  const stored = existing.get(key);
   if (stored) {
     ctx.counters.dedupHits += 1;
     return stored.chunkId;
   }
-  const pending = ctx.policy.dedup ? pendingByHash.get(hex) : undefined;
+  const pending = ctx.policy.dedup ? pendingByHash.get(key) : undefined;
   if (pending) {
     ctx.counters.dedupHits += 1;
     return pending.id;
   }
   const chunk: PendingChunk = {
     id: ctx.nextChunkId,
-    hash: Buffer.from(hex, 'hex'),
-    data: ctx.policy.dedup ? dataByHash.get(hex)! : (item.volume.buffer.destaging!.get(block) as Buffer),
+    hash: Buffer.from(key, 'latin1'),
+    data: ctx.policy.dedup ? dataByHash.get(key)! : (item.volume.buffer.destaging!.get(block) as Buffer),
   };
   ctx.nextChunkId += 1;
   ctx.counters.newChunks += 1;
-  pendingByHash.set(ctx.policy.dedup ? hex : `${hex}:${chunk.id}`, chunk);
+  pendingByHash.set(ctx.policy.dedup ? key : `${key}:${chunk.id}`, chunk);
   return chunk.id;
 }
 

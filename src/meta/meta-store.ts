@@ -202,7 +202,7 @@ export interface MetaStore {
   /** The rows of the listed blocks born in (afterGen, upToGen]. */
   rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]>;
 
-  /** Chunks whose hash is one of `hashes` (hex of the hash as key). */
+  /** Chunks whose hash is one of `hashes`, keyed by the hash bytes as a latin1 string. */
   findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>>;
   /** Reference count and share of stored frame bytes of each listed chunk that exists. */
   getChunkInfo(chunkIds: readonly number[]): Promise<Map<number, { refs: number; storedBytes: number }>>;

@@ -373,12 +373,11 @@ export class SqliteMetaStore implements MetaStore {
 
   findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>> {
     return this.run('looking up chunk hashes', () => {
-      const statement = this.sql('SELECT id, refs, hash FROM chunk WHERE substr(hash, 1, 8) = ?');
+      const statement = this.sql('SELECT id, refs FROM chunk WHERE substr(hash, 1, 8) = ? AND hash = ? LIMIT 1');
       const result = new Map<string, ChunkRefCount>();
       for (const hash of hashes) {
-        const rows = statement.all(hash.subarray(0, 8)) as { id: number; refs: number; hash: Buffer }[];
-        const row = rows.find((candidate) => candidate.hash.equals(hash));
-        if (row) result.set(hash.toString('hex'), { chunkId: row.id, refs: row.refs });
+        const row = statement.get(hash.subarray(0, 8), hash) as { id: number; refs: number } | undefined;
+        if (row) result.set(hash.toString('latin1'), { chunkId: row.id, refs: row.refs });
       }
       return result;
     });
