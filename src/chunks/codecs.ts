@@ -16,7 +16,7 @@ export const codecById: readonly Codec[] = ['none', 'lz4', 'zstd'];
 // Level 1: on this project's reference machines it compresses faster than lz4-napi
 // and about 25 % smaller (docs/storage-engine.md). Contexts are reused: creating one
 // per frame costs as much as compressing a small frame.
-const zstdLevel = 1;
+export const zstdLevel = 1;
 let zstdCompressor: zstd.Compressor | null = null;
 let zstdDecompressor: zstd.Decompressor | null = null;
 

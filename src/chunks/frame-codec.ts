@@ -37,25 +37,33 @@ export interface FrameHeader {
   readonly headerLength: number;
 }
 
-/** Encodes blocks (each exactly blockSize bytes) into one frame record. */
+/** Encodes blocks (each exactly blockSize bytes) into one frame record, compressing here. */
 export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Buffer[], hashes: readonly Buffer[]): Buffer {
   const raw = blocks.length === 1 ? blocks[0] : Buffer.concat(blocks);
-  let payload = codec === 'none' ? raw : compress(codec, raw);
-  let usedCodec = codec;
-  if (payload.length >= raw.length) {
-    payload = raw;
-    usedCodec = 'none';
-  }
-  const headerLength = frameHeaderBytes + hashBytes * blocks.length;
+  const payload = codec === 'none' ? null : compress(codec, raw);
+  return frameRecord(codec, blockSize, raw, payload, hashes);
+}
+
+/**
+ * Builds the record from raw blocks and their compressed form (made here or on another
+ * thread). A payload that is null or not smaller than the raw bytes is not used: the
+ * frame is stored with codec "none".
+ */
+export function frameRecord(codec: Codec, blockSize: number, raw: Buffer, compressed: Buffer | null, hashes: readonly Buffer[]): Buffer {
+  const useCompressed = compressed !== null && codec !== 'none' && compressed.length < raw.length;
+  const payload = useCompressed ? compressed : raw;
+  const usedCodec: Codec = useCompressed ? codec : 'none';
+  const chunkCount = hashes.length;
+  const headerLength = frameHeaderBytes + hashBytes * chunkCount;
   const record = Buffer.allocUnsafe(headerLength + payload.length);
   record.writeUInt32LE(frameMagic, 0);
   record.writeUInt8(frameVersion, 4);
   record.writeUInt8(codecIds[usedCodec], 5);
-  record.writeUInt16LE(blocks.length, 6);
+  record.writeUInt16LE(chunkCount, 6);
   record.writeUInt32LE(blockSize, 8);
   record.writeUInt32LE(payload.length, 12);
   record.writeUInt32LE(crc32(payload), 16);
-  for (let index = 0; index < hashes.length; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
+  for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
   const headerCrc = crc32(record.subarray(frameHeaderBytes, headerLength), crc32(record.subarray(0, 20)));
   record.writeUInt32LE(headerCrc, 20);
   payload.copy(record, headerLength);

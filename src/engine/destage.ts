@@ -3,10 +3,12 @@
  *
  *   1. freeze every volume's dirty map (new writes go to a fresh one);
  *   2. classify blocks: hole, allocated zeros (all-zero data is never stored), or data;
- *      hash data blocks with SHA-256;
+ *      hash data blocks with SHA-256 (on the CPU offload worker, while this thread
+ *      reads the extent rows the writes replace);
  *   3. dedup: reuse chunks already stored with the same hash (pool policy);
  *   4. pack the remaining new chunks, in block order, into frames of up to
- *      frameRawBytesMax raw bytes, compress and append them to the open pack;
+ *      frameRawBytesMax raw bytes, compress them (on the worker, while this thread
+ *      decides the extent rows) and append them to the open pack;
  *   5. sync the packs, and only then
  *   6. commit one metadata transaction: frames, chunks, extent rows, reference counts.
  *
@@ -18,15 +20,16 @@
  * snapshot gen lies in [row.birth, G); otherwise a new row is born at G.
  */
 import { assert } from '../common/assert.js';
-import { encodeFrame, type FrameLocation } from '../chunks/index.js';
-import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
-import { sha256, type PoolContext, type VolumeState } from './pool-context.js';
-import { entryBytes, type BufferedBlock } from './write-buffer.js';
+import { frameRecord, type FrameLocation } from '../chunks/index.js';
+import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
+import type { PoolContext, VolumeState } from './pool-context.js';
+import { entryBytes } from './write-buffer.js';
 
 interface PendingChunk {
   readonly id: number;
   readonly hash: Buffer;
-  readonly data: Buffer;
+  /** Index of its bytes in the destage's data list (and the worker's slab). */
+  readonly slot: number;
 }
 
 interface VolumeWork {
@@ -34,10 +37,6 @@ interface VolumeWork {
   readonly blocks: number[];
   /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) its hash key. */
   readonly targets: Map<number, ChunkRef | string>;
-}
-
-function isZero(ctx: PoolContext, data: Buffer): boolean {
-  return data.equals(ctx.zeroBlock);
 }
 
 export function addRef(deltas: Map<number, number>, chunk: ChunkRef, delta: number): void {
@@ -91,30 +90,52 @@ function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number
 }
 
 async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
-  const pendingByHash = new Map<string, PendingChunk>();
-  const dataByHash = new Map<string, Buffer>();
   const work: VolumeWork[] = [];
+  const data: { item: VolumeWork; block: number; entry: Buffer }[] = [];
   for (const volume of frozen) {
-    const blocks = [...volume.buffer.destaging!.keys()].sort((a, b) => a - b);
-    const targets = new Map<number, ChunkRef | string>();
-    for (const block of blocks) targets.set(block, classify(ctx, volume.buffer.destaging!.get(block)!, dataByHash));
-    work.push({ volume, blocks, targets });
-  }
-  const existing = ctx.policy.dedup
-    ? await ctx.meta.findChunksByHash([...dataByHash.keys()].map((key) => Buffer.from(key, 'latin1')))
-    : new Map<string, { chunkId: number }>();
-  // Resolve each data block's hash to a chunk id: stored, or new in this destage.
-  for (const item of work) {
+    const destaging = volume.buffer.destaging!;
+    const item: VolumeWork = { volume, blocks: [...destaging.keys()].sort((a, b) => a - b), targets: new Map() };
     for (const block of item.blocks) {
-      const target = item.targets.get(block);
-      if (typeof target !== 'string') continue;
-      item.targets.set(block, resolveChunk(ctx, target, existing, pendingByHash, dataByHash, item, block));
+      const entry = destaging.get(block)!;
+      if (entry === 'hole') item.targets.set(block, null);
+      else if (entry === 'zero') item.targets.set(block, ZERO_CHUNK);
+      else data.push({ item, block, entry });
     }
+    work.push(item);
   }
+  // The worker hashes while this thread reads the rows the writes will replace.
+  ctx.offload.load(data.map((piece) => piece.entry), ctx.blockSize);
+  const hashing = ctx.offload.hash(data.length, ctx.blockSize);
+  const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
+  for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
+  const { hashes, zero } = await hashing;
+  const firstSlotByKey = new Map<string, number>();
+  data.forEach((piece, slot) => {
+    if (zero[slot] === 1) return void piece.item.targets.set(piece.block, ZERO_CHUNK);
+    const key = Buffer.from(hashes.buffer, hashes.byteOffset + slot * 32, 32).toString('latin1');
+    if (!firstSlotByKey.has(key)) firstSlotByKey.set(key, slot);
+    piece.item.targets.set(piece.block, key);
+  });
+  const existing = ctx.policy.dedup
+    ? await ctx.meta.findChunksByHash([...firstSlotByKey.keys()].map((key) => Buffer.from(key, 'latin1')))
+    : new Map<string, { chunkId: number }>();
+  const fresh: PendingChunk[] = [];
+  const pendingByKey = new Map<string, PendingChunk>();
+  data.forEach((piece, slot) => {
+    const key = piece.item.targets.get(piece.block);
+    if (typeof key !== 'string') return;
+    piece.item.targets.set(piece.block, resolveChunk(ctx, key, slot, existing, pendingByKey, fresh));
+  });
+  // The worker compresses the new chunks' frames while this thread decides the rows.
+  const frames = groupFrames(ctx, fresh);
+  const compressing =
+    ctx.policy.compression === 'none' || frames.length === 0
+      ? Promise.resolve(frames.map(() => null))
+      : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map((chunk) => chunk.slot)));
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
-  writeFrames(ctx, [...pendingByHash.values()], changes, packStarts);
+  for (const item of work) await decideRows(ctx, item, latest.get(item)!, changes);
+  writeFrames(ctx, frames, await compressing, data, changes, packStarts);
   if (packStarts.size > 0) await ctx.chunks.sync();
-  for (const item of work) await decideRows(ctx, item, changes);
   foldNewChunkRefs(changes);
   await ctx.meta.commit(changes);
 }
@@ -130,60 +151,55 @@ function foldNewChunkRefs(changes: MetaChanges): void {
   });
 }
 
-/**
- * Returns null (hole), ZERO_CHUNK, or the hash key of a data block, resolved later.
- * Hash keys are the 32 hash bytes as a latin1 string: cheap to make and to compare.
- */
-function classify(ctx: PoolContext, entry: BufferedBlock, dataByHash: Map<string, Buffer>): ChunkRef | string {
-  if (entry === 'hole') return null;
-  if (entry === 'zero' || isZero(ctx, entry)) return ZERO_CHUNK;
-  const key = sha256(entry).toString('latin1');
-  if (!dataByHash.has(key)) dataByHash.set(key, entry);
-  return key;
-}
-
 function resolveChunk(
   ctx: PoolContext,
   key: string,
+  slot: number,
   existing: Map<string, { chunkId: number }>,
-  pendingByHash: Map<string, PendingChunk>,
-  dataByHash: Map<string, Buffer>,
-  item: VolumeWork,
-  block: number,
+  pendingByKey: Map<string, PendingChunk>,
+  fresh: PendingChunk[],
 ): number {
   const stored = existing.get(key);
   if (stored) {
     ctx.counters.dedupHits += 1;
     return stored.chunkId;
   }
-  const pending = ctx.policy.dedup ? pendingByHash.get(key) : undefined;
+  const pending = ctx.policy.dedup ? pendingByKey.get(key) : undefined;
   if (pending) {
     ctx.counters.dedupHits += 1;
     return pending.id;
   }
-  const chunk: PendingChunk = {
-    id: ctx.nextChunkId,
-    hash: Buffer.from(key, 'latin1'),
-    data: ctx.policy.dedup ? dataByHash.get(key)! : (item.volume.buffer.destaging!.get(block) as Buffer),
-  };
+  const chunk: PendingChunk = { id: ctx.nextChunkId, hash: Buffer.from(key, 'latin1'), slot };
   ctx.nextChunkId += 1;
   ctx.counters.newChunks += 1;
-  pendingByHash.set(ctx.policy.dedup ? key : `${key}:${chunk.id}`, chunk);
+  pendingByKey.set(key, chunk);
+  fresh.push(chunk);
   return chunk.id;
 }
 
-/** Groups new chunks into frames, appends them, and records frames, chunks and packs. */
-export function writeFrames(ctx: PoolContext, chunks: PendingChunk[], changes: MetaChanges, packStarts: Map<number, number>): void {
+/** New chunks in block order, cut into frames of at most frameRawBytesMax raw bytes. */
+function groupFrames(ctx: PoolContext, chunks: PendingChunk[]): PendingChunk[][] {
   const perFrame = Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize));
+  const frames: PendingChunk[][] = [];
+  for (let first = 0; first < chunks.length; first += perFrame) frames.push(chunks.slice(first, first + perFrame));
+  return frames;
+}
+
+/** Appends the frames (compressed on the worker) and records frames, chunks and packs. */
+function writeFrames(
+  ctx: PoolContext,
+  frames: PendingChunk[][],
+  payloads: (Uint8Array | null)[],
+  data: { entry: Buffer }[],
+  changes: MetaChanges,
+  packStarts: Map<number, number>,
+): void {
   const packEnds = new Map<number, number>();
-  for (let first = 0; first < chunks.length; first += perFrame) {
-    const group = chunks.slice(first, first + perFrame);
-    const record = encodeFrame(
-      ctx.policy.compression,
-      ctx.blockSize,
-      group.map((chunk) => chunk.data),
-      group.map((chunk) => chunk.hash),
-    );
+  frames.forEach((group, index) => {
+    const raw = Buffer.concat(group.map((chunk) => data[chunk.slot].entry));
+    const payload = payloads[index];
+    const compressed = payload === null ? null : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const record = frameRecord(ctx.policy.compression, ctx.blockSize, raw, compressed, group.map((chunk) => chunk.hash));
     const location = ctx.chunks.append(record);
     noteAppend(packStarts, packEnds, location);
     const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
@@ -193,7 +209,7 @@ export function writeFrames(ctx: PoolContext, chunks: PendingChunk[], changes: M
       const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs: 0 };
       changes.chunks!.push(row);
     });
-  }
+  });
   recordPacks(ctx, packEnds, changes);
 }
 
@@ -213,13 +229,12 @@ export function recordPacks(ctx: PoolContext, packEnds: Map<number, number>, cha
 }
 
 /** Turns one volume's resolved targets into extent row changes and reference deltas. */
-async function decideRows(ctx: PoolContext, item: VolumeWork, changes: MetaChanges): Promise<void> {
+async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number, ExtentRow>, changes: MetaChanges): Promise<void> {
   const volume = item.volume;
   const volumeId = volume.id;
   const headGen = volume.record.headGen;
   const snapGen = volume.latestSnapshotGen;
   const hasParent = volume.record.parentId !== null;
-  const latest = await ctx.meta.latestRows(volumeId, item.blocks);
   // Blocks about to become holes in place may drop their row when nothing older exists.
   const holeCandidates = item.blocks.filter((block) => {
     const row = latest.get(block);

@@ -9,6 +9,8 @@ import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { decodeFrame, FrameCache, type ChunkStore } from '../chunks/index.js';
 import type { ChunkLocation, MetaStore, PoolPolicy, SnapshotRecord, VolumeRecord } from '../meta/index.js';
+import { zstdLevel } from '../chunks/index.js';
+import { CpuOffload } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
 import { WriteBuffer } from './write-buffer.js';
 
@@ -73,6 +75,7 @@ export class PoolContext {
   readonly frameCache: FrameCache;
   readonly counters: PoolCountersLive = { checksumErrors: 0, destages: 0, destagedBlocks: 0, newChunks: 0, dedupHits: 0 };
   readonly zeroBlock: Buffer;
+  readonly offload = new CpuOffload(zstdLevel);
   dirtyBytes = 0;
   nextFrameId = 1;
   nextChunkId = 1;

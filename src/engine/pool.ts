@@ -156,6 +156,7 @@ export class Pool {
     const lock = PoolLock.acquire(dir);
     let meta: SqliteMetaStore | null = null;
     let chunks: LocalPackStore | null = null;
+    let context: PoolContext | null = null;
     try {
       meta = SqliteMetaStore.open(metaFile(dir));
       const policy = await meta.readPolicy();
@@ -163,12 +164,14 @@ export class Pool {
       chunks = new LocalPackStore(path.join(dir, 'packs'), { packBytesMax: options.packBytesMax, io: options.io });
       const tuning = { ...defaultTuning, ...options.tuning };
       const ctx = new PoolContext(dir, meta, chunks, policy, tuning);
+      context = ctx;
       await recover(ctx, chunks);
       const pool = new Pool(ctx, lock);
       pool.startReclaimer();
       return pool;
     } catch (error) {
       chunks?.close();
+      await context?.offload.close();
       await meta?.close().catch(() => undefined);
       lock.release();
       throw error;
@@ -415,6 +418,7 @@ export class Pool {
       this.ctx.closed = true;
       try {
         this.ctx.chunks.close();
+        await this.ctx.offload.close();
         await this.ctx.meta.close();
       } finally {
         this.lock.release();

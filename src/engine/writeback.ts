@@ -1,7 +1,9 @@
 /*
- * When buffered writes are destaged: on flush/FUA, when the buffer passes its bound
- * (writers wait: backpressure), and from a short timer so data does not sit volatile
- * for long. All three go through the pool writer lock.
+ * When buffered writes are destaged: on flush/FUA; in the background once the buffer
+ * is half full (writers go on filling the other half meanwhile, so a steady writer
+ * keeps the destage pipeline busy); synchronously when it is full (writers wait:
+ * backpressure); and from a short timer so data does not sit volatile for long. All
+ * go through the pool writer lock.
  */
 import type { PoolContext } from './pool-context.js';
 import { destageAll } from './destage.js';
@@ -36,9 +38,14 @@ export function cancelWriteback(ctx: PoolContext): void {
 
 /** Called after buffering: waits for a destage when the buffer is over its bound. */
 export async function backpressure(ctx: PoolContext): Promise<void> {
-  if (ctx.dirtyBytes <= ctx.tuning.writeBufferBytesMax) {
-    scheduleWriteback(ctx);
+  const bound = ctx.tuning.writeBufferBytesMax;
+  if (ctx.dirtyBytes > bound) return flushPool(ctx);
+  if (ctx.dirtyBytes > bound / 2 && !ctx.writer.locked) {
+    flushPool(ctx).catch(() => {
+      // The data stays buffered; the next flush reports the error to its caller.
+      scheduleWriteback(ctx);
+    });
     return;
   }
-  await flushPool(ctx);
+  scheduleWriteback(ctx);
 }

@@ -1,0 +1,143 @@
+/*
+ * CPU offload for destage: a worker thread that finds all-zero blocks, hashes the rest
+ * with SHA-256, and compresses frames, while the main thread reads and writes metadata
+ * and keeps accepting writes. Blocks travel in a SharedArrayBuffer slab (one copy, no
+ * serialisation); results come back as transferred buffers.
+ *
+ * The worker's code is a small CommonJS script run with `eval`, so it works the same
+ * from compiled output and from the TypeScript sources under test; it loads the
+ * compression addons relative to this module.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Codec } from '../common/codec-names.js';
+import { StrataError } from '../common/errors.js';
+
+const workerSource = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createRequire } = require('node:module');
+const { createHash } = require('node:crypto');
+const load = createRequire(workerData.moduleUrl);
+const lz4 = load('lz4-napi');
+const zstd = load('zstd-napi');
+let zstdCompressor = null;
+function compress(codec, raw) {
+  if (codec === 'lz4') return lz4.compressSync(raw);
+  if (codec === 'zstd') {
+    if (zstdCompressor === null) {
+      zstdCompressor = new zstd.Compressor();
+      zstdCompressor.setParameters({ compressionLevel: workerData.zstdLevel });
+    }
+    return zstdCompressor.compress(raw);
+  }
+  return null;
+}
+function hashBlocks(message) {
+  const slab = Buffer.from(message.slab);
+  const size = message.blockSize;
+  const hashes = new Uint8Array(32 * message.count);
+  const zero = new Uint8Array(message.count);
+  const zeroBlock = Buffer.alloc(size);
+  for (let i = 0; i < message.count; i += 1) {
+    const block = slab.subarray(i * size, (i + 1) * size);
+    if (block.equals(zeroBlock)) { zero[i] = 1; continue; }
+    hashes.set(createHash('sha256').update(block).digest(), i * 32);
+  }
+  return { result: { hashes, zero }, transfer: [hashes.buffer, zero.buffer] };
+}
+function compressFrames(message) {
+  const slab = Buffer.from(message.slab);
+  const size = message.blockSize;
+  const payloads = [];
+  const transfer = [];
+  for (const slots of message.frames) {
+    const raw = Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
+    const packed = compress(message.codec, raw);
+    if (packed === null || packed.length >= raw.length) { payloads.push(null); continue; }
+    const copy = new Uint8Array(packed.length);
+    copy.set(packed);
+    payloads.push(copy);
+    transfer.push(copy.buffer);
+  }
+  return { result: payloads, transfer };
+}
+parentPort.on('message', (message) => {
+  try {
+    const { result, transfer } = message.op === 'hash' ? hashBlocks(message) : compressFrames(message);
+    parentPort.postMessage({ id: message.id, result }, transfer);
+  } catch (error) {
+    parentPort.postMessage({ id: message.id, error: String(error && error.stack || error) });
+  }
+});
+`;
+
+export interface HashResult {
+  /** 32 bytes per block; undefined content for zero blocks. */
+  readonly hashes: Uint8Array;
+  /** 1 where the block is all zeros. */
+  readonly zero: Uint8Array;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export class CpuOffload {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private slab = new SharedArrayBuffer(0);
+
+  constructor(zstdLevel: number) {
+    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel } });
+    this.worker.unref();
+    this.worker.on('message', (message: { id: number; result?: unknown; error?: string }) => {
+      const pending = this.pending.get(message.id);
+      if (!pending) return;
+      this.pending.delete(message.id);
+      if (message.error !== undefined) pending.reject(new StrataError('STRATA_E_IO', `destage worker failed: ${message.error}`));
+      else pending.resolve(message.result);
+    });
+    this.worker.on('error', (error) => this.failAll(error));
+    this.worker.on('exit', () => this.failAll(new Error('destage worker exited')));
+  }
+
+  private failAll(error: Error): void {
+    for (const pending of this.pending.values()) pending.reject(new StrataError('STRATA_E_IO', `destage worker failed: ${error.message}`));
+    this.pending.clear();
+  }
+
+  private request<T>(message: Record<string, unknown>): Promise<T> {
+    const id = this.nextId;
+    this.nextId += 1;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.worker.postMessage({ ...message, id });
+    });
+  }
+
+  /**
+   * Copies blocks into the shared slab (reused between destages; only one destage runs
+   * at a time) and returns a view of it. Slot i holds blocks[i].
+   */
+  load(blocks: readonly Buffer[], blockSize: number): Buffer {
+    const bytes = blocks.length * blockSize;
+    if (this.slab.byteLength < bytes) this.slab = new SharedArrayBuffer(Math.max(bytes, this.slab.byteLength * 2));
+    const view = Buffer.from(this.slab, 0, bytes);
+    blocks.forEach((block, index) => block.copy(view, index * blockSize));
+    return view;
+  }
+
+  hash(count: number, blockSize: number): Promise<HashResult> {
+    return this.request<HashResult>({ op: 'hash', slab: this.slab, count, blockSize });
+  }
+
+  /** Compressed payload per frame (slots into the slab), or null where it did not shrink. */
+  compress(codec: Codec, blockSize: number, frames: number[][]): Promise<(Uint8Array | null)[]> {
+    return this.request<(Uint8Array | null)[]>({ op: 'compress', slab: this.slab, blockSize, frames, codec });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
