@@ -191,7 +191,7 @@ export class Pool {
     if (interval <= 0) return;
     this.reclaimTimer = setInterval(() => {
       if (this.ctx.closed || this.ctx.writer.locked) return;
-      this.reclaim().catch(() => {
+      this.admin(() => reclaim(this.ctx)).catch(() => {
         // Background reclaim retries at the next tick; on-demand reclaim reports errors.
       });
     }, interval);
@@ -331,7 +331,11 @@ export class Pool {
     return flushPool(this.ctx);
   }
 
-  /** Compacts sparse packs and deletes retired ones; seals the open pack first. */
+  /**
+   * Compacts sparse packs and deletes retired ones. On demand the open pack is sealed
+   * first, so everything written so far can be reclaimed; the background reclaimer
+   * leaves it open (sealing every minute would leave many small packs).
+   */
   reclaim(options: ReclaimOptions = {}): Promise<ReclaimReport> {
     return this.admin(async () => {
       await destageAll(this.ctx);
