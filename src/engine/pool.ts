@@ -162,7 +162,8 @@ export class Pool {
       const policy = await meta.readPolicy();
       if (!policy) throw new StrataError('STRATA_E_POOL_NOT_FOUND', `the metadata in ${dir} holds no pool`, { dir });
       chunks = new LocalPackStore(path.join(dir, 'packs'), { packBytesMax: options.packBytesMax, io: options.io });
-      const tuning = { ...defaultTuning, ...options.tuning };
+      const overrides = Object.entries(options.tuning ?? {}).filter(([, value]) => value !== undefined);
+      const tuning: PoolTuning = { ...defaultTuning, ...Object.fromEntries(overrides) };
       const ctx = new PoolContext(dir, meta, chunks, policy, tuning);
       context = ctx;
       await recover(ctx, chunks);

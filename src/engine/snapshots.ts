@@ -209,7 +209,13 @@ export async function cloneVolume(ctx: PoolContext, volume: VolumeState, snapsho
   return state;
 }
 
-/** Copies the parent's visible rows into the clone, then cuts the parent link. */
+/**
+ * Copies the parent's visible rows into the clone at birth 0, then cuts the parent
+ * link. A block needs the copy when some live point of the clone reads through to the
+ * parent: the head when the clone has no row for it at all, or a snapshot of the clone
+ * older than the clone's oldest row for it. The walk covers the largest size the clone
+ * or any of its snapshots has.
+ */
 export async function flatten(ctx: PoolContext, clone: VolumeState, onProgress?: (done: number, total: number) => void): Promise<void> {
   const parentId = clone.record.parentId;
   if (parentId === null) {
@@ -218,17 +224,21 @@ export async function flatten(ctx: PoolContext, clone: VolumeState, onProgress?:
   await destageAll(ctx);
   const parent = ctx.volumeState(parentId).record;
   const parentGen = clone.record.parentGen as number;
-  const blocks = Math.ceil(clone.record.sizeBytes / ctx.blockSize);
+  const sizeBytes = Math.max(clone.record.sizeBytes, ...clone.snapshots.map((snapshot) => snapshot.sizeBytes));
+  const blocks = Math.ceil(sizeBytes / ctx.blockSize);
+  const oldestSnapshot = clone.snapshots.length > 0 ? clone.snapshots[0].gen : null;
   const window = 16384;
   for (let first = 0; first < blocks; first += window) {
     const count = Math.min(window, blocks - first);
-    const own = await ctx.meta.readExtents(clone.id, first, count, Number.MAX_SAFE_INTEGER);
-    const owned = new Set(own.map((row) => row.block));
+    const anyRow = new Set((await ctx.meta.readExtents(clone.id, first, count, Number.MAX_SAFE_INTEGER)).map((row) => row.block));
+    const earlyRow =
+      oldestSnapshot === null ? anyRow : new Set((await ctx.meta.readExtents(clone.id, first, count, oldestSnapshot)).map((row) => row.block));
     const inherited = await resolveBlocks(ctx, parent, parentGen, first, count);
     const changes: MetaChanges = { extentWrites: [], refDeltas: new Map() };
     inherited.forEach((row, index) => {
-      if (row === null || owned.has(first + index)) return;
-      changes.extentWrites!.push({ volumeId: clone.id, block: first + index, birth: 0, chunk: row.chunk });
+      const block = first + index;
+      if (row === null || (anyRow.has(block) && earlyRow.has(block))) return;
+      changes.extentWrites!.push({ volumeId: clone.id, block, birth: 0, chunk: row.chunk });
       addRef(changes.refDeltas!, row.chunk, 1);
     });
     if (changes.extentWrites!.length > 0) await ctx.meta.commit(changes);

@@ -270,10 +270,14 @@ export class VolumeHandle extends BaseHandle {
     for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) this.setEntry(block, 'hole');
   }
 
+  /** Zeroes [from, to), a range that covers no whole block (it may touch two). */
   private async zeroPartial(from: number, to: number): Promise<void> {
     const size = this.ctx.blockSize;
-    const block = Math.floor(from / size);
-    await this.modifyBlock(block, (target) => target.fill(0, from - block * size, to - block * size));
+    for (let block = Math.floor(from / size); block * size < to; block += 1) {
+      const start = Math.max(from, block * size) - block * size;
+      const end = Math.min(to, (block + 1) * size) - block * size;
+      await this.modifyBlock(block, (target) => target.fill(0, start, end));
+    }
   }
 
   private async afterWrite(options: WriteOptions): Promise<void> {
