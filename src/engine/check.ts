@@ -208,7 +208,7 @@ async function verifyFrame(ctx: PoolContext, frame: { id: number; packId: number
   for (const chunk of await ctx.meta.chunksOfFrame(frame.id, header.hashes)) {
     const block = raw.subarray(chunk.slot * header.blockSize, (chunk.slot + 1) * header.blockSize);
     if (!sha256(block).equals(chunk.hash)) {
-      ctx.counters.checksumErrors += 1;
+      ctx.noteCorrupt(chunk.chunkId);
       findings.add({ severity: 'error', kind: 'chunk-corrupt', message: `chunk ${chunk.chunkId} in frame ${frame.id} fails SHA-256`, repaired: false });
     }
   }

@@ -30,6 +30,8 @@ interface PendingChunk {
   readonly hash: Buffer;
   /** Index of its bytes in the destage's data list (and the worker's slab). */
   readonly slot: number;
+  /** A fresh copy of a stored chunk that failed verification: moved, not inserted. */
+  readonly heals?: boolean;
 }
 
 interface VolumeWork {
@@ -138,6 +140,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   if (packStarts.size > 0) await ctx.chunks.sync();
   foldNewChunkRefs(changes);
   await ctx.meta.commit(changes);
+  for (const move of changes.chunkMoves ?? []) ctx.suspectChunks.delete(move.chunkId);
 }
 
 /** New chunks are inserted with their final reference count: one statement, not two. */
@@ -160,6 +163,12 @@ function resolveChunk(
   fresh: PendingChunk[],
 ): number {
   const stored = existing.get(key);
+  if (stored && ctx.suspectChunks.has(stored.chunkId) && !pendingByKey.has(key)) {
+    const copy: PendingChunk = { id: stored.chunkId, hash: Buffer.from(key, 'latin1'), slot, heals: true };
+    pendingByKey.set(key, copy);
+    fresh.push(copy);
+    return copy.id;
+  }
   if (stored) {
     ctx.counters.dedupHits += 1;
     return stored.chunkId;
@@ -206,6 +215,7 @@ function writeFrames(
     ctx.nextFrameId += 1;
     changes.frames!.push(frame);
     group.forEach((chunk, slot) => {
+      if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });
       const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs: 0 };
       changes.chunks!.push(row);
     });

@@ -65,6 +65,8 @@ export interface PoolCountersLive {
   dedupHits: number;
 }
 
+const suspectChunksMax = 65536;
+
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
 }
@@ -76,6 +78,11 @@ export class PoolContext {
   readonly counters: PoolCountersLive = { checksumErrors: 0, destages: 0, destagedBlocks: 0, newChunks: 0, dedupHits: 0 };
   readonly zeroBlock: Buffer;
   readonly offload = new CpuOffload(zstdLevel);
+  /**
+   * Chunks that failed verification since open. A write of the same content then
+   * stores a fresh copy and moves the chunk to it, which heals every reference at once.
+   */
+  readonly suspectChunks = new Set<number>();
   dirtyBytes = 0;
   nextFrameId = 1;
   nextChunkId = 1;
@@ -111,6 +118,12 @@ export class PoolContext {
     throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${name} does not exist`, { volume: name });
   }
 
+  /** Counts a verification failure and remembers the chunk for healing (bounded). */
+  noteCorrupt(chunkId: number): void {
+    this.counters.checksumErrors += 1;
+    if (this.suspectChunks.size < suspectChunksMax) this.suspectChunks.add(chunkId);
+  }
+
   /**
    * Returns the verified bytes of one stored chunk (a view into a cached frame: copy it
    * before keeping it). A CRC or SHA-256 mismatch counts and throws STRATA_E_CHECKSUM;
@@ -124,7 +137,7 @@ export class PoolContext {
         const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
         frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.chunkCount);
       } catch (error) {
-        this.counters.checksumErrors += 1;
+        this.noteCorrupt(location.chunkId);
         throw error;
       }
     }
@@ -132,7 +145,7 @@ export class PoolContext {
     const block = frame.raw.subarray(location.slot * size, (location.slot + 1) * size);
     if (frame.verified[location.slot] === 1) return block;
     if (block.length !== size || !sha256(block).equals(location.hash)) {
-      this.counters.checksumErrors += 1;
+      this.noteCorrupt(location.chunkId);
       this.frameCache.delete(location.frameId);
       throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
         chunkId: location.chunkId,

@@ -62,7 +62,7 @@ export async function reclaim(ctx: PoolContext, options: ReclaimOptions = {}): P
 
 async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> {
   const frames = await ctx.meta.liveFramesOfPack(pack.id);
-  const changes: MetaChanges = { frames: [], chunkMoves: [], framesEmptied: [], packs: [] };
+  const changes: MetaChanges = { frames: [], chunkMoves: [], packs: [] };
   const packStarts = new Map<number, number>();
   const packEnds = new Map<number, number>();
   let rewritten = 0;
@@ -74,7 +74,7 @@ async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> 
     const blocks = live.map((chunk) => raw.subarray(chunk.slot * header.blockSize, (chunk.slot + 1) * header.blockSize));
     blocks.forEach((block, index) => {
       if (!sha256(block).equals(live[index].hash)) {
-        ctx.counters.checksumErrors += 1;
+        ctx.noteCorrupt(live[index].chunkId);
         throw new StrataError('STRATA_E_CHECKSUM', `chunk ${live[index].chunkId} failed its checksum during compaction`, {
           chunkId: live[index].chunkId,
           packId: pack.id,
@@ -89,7 +89,6 @@ async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> 
     ctx.nextFrameId += 1;
     changes.frames!.push({ id: frameId, ...location, chunkCount: whole ? header.chunkCount : live.length });
     live.forEach((chunk, index) => changes.chunkMoves!.push({ chunkId: chunk.chunkId, frameId, slot: whole ? chunk.slot : index }));
-    changes.framesEmptied!.push(frame.id);
     ctx.frameCache.delete(frame.id);
     rewritten += output.length;
   }

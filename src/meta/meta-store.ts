@@ -130,9 +130,8 @@ export interface MetaChanges {
   chunks?: NewChunk[];
   extentDeletes?: ExtentDelete[];
   extentWrites?: ExtentWrite[];
+  /** A moved chunk leaves its old frame: that frame's and pack's live counts drop by one. */
   chunkMoves?: ChunkMove[];
-  /** Frames emptied by chunk moves (compaction): their live counts go to zero. */
-  framesEmptied?: number[];
   refDeltas?: Map<number, number>;
   snapshotDeletes?: { volumeId: number; gen: number }[];
   /** Pool key/value records (pending background work); null deletes the key. */

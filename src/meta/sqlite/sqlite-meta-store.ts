@@ -443,10 +443,7 @@ export class SqliteMetaStore implements MetaStore {
     for (const row of changes.extentDeletes ?? []) deleteExtent.run(row.volumeId, row.block, row.birth);
     const writeExtent = this.sql('INSERT OR REPLACE INTO extent (volume_id, block, birth, chunk) VALUES (?, ?, ?, ?)');
     for (const row of changes.extentWrites ?? []) writeExtent.run(row.volumeId, row.block, row.birth, row.chunk);
-    for (const move of changes.chunkMoves ?? []) {
-      this.sql('UPDATE chunk SET frame_id = ?, slot = ? WHERE id = ?').run(move.frameId, move.slot, move.chunkId);
-    }
-    for (const frameId of changes.framesEmptied ?? []) this.emptyFrame(frameId);
+    for (const move of changes.chunkMoves ?? []) this.moveChunk(move.chunkId, move.frameId, move.slot);
     for (const [chunkId, delta] of changes.refDeltas ?? []) {
       if (delta !== 0) this.adjustRefs(chunkId, delta);
     }
@@ -460,13 +457,19 @@ export class SqliteMetaStore implements MetaStore {
     }
   }
 
-  private emptyFrame(frameId: number): void {
-    const frame = this.sql('SELECT pack_id, live_chunks FROM frame WHERE id = ?').get(frameId) as
-      | { pack_id: number; live_chunks: number }
+  private moveChunk(chunkId: number, frameId: number, slot: number): void {
+    const old = this.sql('SELECT frame_id FROM chunk WHERE id = ?').get(chunkId) as { frame_id: number } | undefined;
+    if (!old) return;
+    this.sql('UPDATE chunk SET frame_id = ?, slot = ? WHERE id = ?').run(frameId, slot, chunkId);
+    this.leaveFrame(old.frame_id);
+  }
+
+  /** One chunk fewer lives in the frame (and its pack). */
+  private leaveFrame(frameId: number): void {
+    const frame = this.sql('UPDATE frame SET live_chunks = live_chunks - 1 WHERE id = ? RETURNING pack_id').get(frameId) as
+      | { pack_id: number }
       | undefined;
-    if (!frame) return;
-    this.sql('UPDATE frame SET live_chunks = 0 WHERE id = ?').run(frameId);
-    this.sql('UPDATE pack SET live_chunks = live_chunks - ? WHERE id = ?').run(frame.live_chunks, frame.pack_id);
+    if (frame) this.sql('UPDATE pack SET live_chunks = live_chunks - 1 WHERE id = ?').run(frame.pack_id);
   }
 
   private adjustRefs(chunkId: number, delta: number): void {
@@ -475,10 +478,7 @@ export class SqliteMetaStore implements MetaStore {
       | undefined;
     if (!row || row.refs > 0) return;
     this.sql('DELETE FROM chunk WHERE id = ?').run(chunkId);
-    const frame = this.sql('UPDATE frame SET live_chunks = live_chunks - 1 WHERE id = ? RETURNING pack_id').get(row.frame_id) as
-      | { pack_id: number }
-      | undefined;
-    if (frame) this.sql('UPDATE pack SET live_chunks = live_chunks - 1 WHERE id = ?').run(frame.pack_id);
+    this.leaveFrame(row.frame_id);
   }
 
   private updateVolume(update: NonNullable<MetaChanges['volumeUpdates']>[number]): void {
