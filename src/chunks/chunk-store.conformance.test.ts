@@ -1,0 +1,80 @@
+/*
+ * ChunkStore conformance: the contract every chunk driver must keep, run against each
+ * driver (today local pack files; S3 joins this list when it exists).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeFrame, encodeFrame, LocalPackStore, type ChunkStore } from './index.js';
+import { createHash } from 'node:crypto';
+
+interface Driver {
+  readonly name: string;
+  open(options: { packBytesMax: number }): ChunkStore;
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+const drivers: Driver[] = [
+  {
+    name: 'local packs',
+    open({ packBytesMax }) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
+      const store = new LocalPackStore(dir, { packBytesMax });
+      cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+      cleanups.push(() => store.close());
+      return store;
+    },
+  },
+];
+
+function frame(seed: number, blocks = 2): Buffer {
+  const data = Array.from({ length: blocks }, (_, i) => Buffer.alloc(4096, seed + i));
+  return encodeFrame('zstd', 4096, data, data.map((block) => createHash('sha256').update(block).digest()));
+}
+
+describe.each(drivers)('ChunkStore conformance: $name', (driver) => {
+  it('reads back appended frames once synced', async () => {
+    const store = driver.open({ packBytesMax: 1 << 20 });
+    const records = [frame(1), frame(2), frame(3)];
+    const locations = records.map((record) => store.append(record));
+    await store.sync();
+    for (const [index, location] of locations.entries()) {
+      const bytes = await store.read(location);
+      expect(bytes.equals(records[index])).toBe(true);
+      expect(decodeFrame(bytes).raw.subarray(0, 4096).every((b) => b === index + 1)).toBe(true);
+    }
+  });
+
+  it('seals a pack once it is full and reports it once', async () => {
+    const store = driver.open({ packBytesMax: frame(1).length + 1 });
+    const first = store.append(frame(1));
+    const second = store.append(frame(2));
+    expect(second.packId).not.toBe(first.packId);
+    expect(store.drainSealed()).toEqual([{ packId: first.packId, bytes: first.length }]);
+    expect(store.drainSealed()).toEqual([]);
+    expect(store.currentPackId()).toBe(second.packId);
+  });
+
+  it('cuts an unreferenced tail and deletes packs', async () => {
+    const store = driver.open({ packBytesMax: 1 << 20 });
+    const kept = store.append(frame(1));
+    const dropped = store.append(frame(2));
+    store.truncate(kept.packId, kept.offset + kept.length);
+    await expect(store.read(dropped)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
+    expect(store.listPacks()).toEqual([{ packId: kept.packId, bytes: kept.length }]);
+    store.deletePack(kept.packId);
+    await expect(store.read(kept)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
+    expect(store.listPacks()).toEqual([]);
+  });
+
+  it('never reuses a pack id after the floor was raised', () => {
+    const store = driver.open({ packBytesMax: 1 << 20 });
+    if (store instanceof LocalPackStore) store.reserveIdsBelow(42);
+    expect(store.append(frame(1)).packId).toBeGreaterThanOrEqual(42);
+  });
+});
