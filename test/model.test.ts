@@ -5,12 +5,13 @@
  * packs so destage and sealing happen mid-sequence) and sequences of 40-150 operations:
  * writes at any alignment, trim, writeZeroes, reads, flushes, snapshots, rollback,
  * clones, flatten, volume create/rename/resize/delete, forced compaction, close and
- * reopen, snapshot reads and block status. Each operation runs against the engine and
- * against ReferenceModel (test/helpers/reference-model.ts), a plain byte array per
- * volume and snapshot; refusals (a snapshot with clones, rollback past newer snapshots,
- * shrink without force...) must come with the right error code and change nothing.
- * At the end every head and snapshot is compared in full and `check({ deep: true })`
- * must find no issue at all.
+ * reopen, snapshot reads, block status, and bursts of concurrent requests on disjoint
+ * ranges of the same blocks (read-modify-write racing destage). Each operation runs
+ * against the engine and against ReferenceModel (test/helpers/reference-model.ts), a
+ * plain byte array per volume and snapshot; refusals (a snapshot with clones, rollback
+ * past newer snapshots, shrink without force...) must come with the right error code
+ * and change nothing. At the end every head and snapshot is compared in full and
+ * `check({ deep: true })` must find no issue at all.
  *
  * Why: the extent map (birth generations, in-place updates, hole rows, clone fallthrough,
  * reaping of deleted snapshots) has many interacting cases; a trivial model plus random
@@ -19,20 +20,22 @@
  * against the current state (volume index modulo the volume count, etc.), so every
  * generated sequence is valid and shrinking stays meaningful.
  *
- * Reproduce a failure with STRATA_MODEL_SEED=<seed> (printed by fast-check); raise the
- * number of runs with STRATA_MODEL_RUNS=<n>.
+ * Replay a failure with STRATA_MODEL_SEED=<seed> STRATA_MODEL_PATH=<path> (both printed
+ * by fast-check); search longer with STRATA_MODEL_RUNS=<n> and
+ * STRATA_MODEL_TIME_LIMIT_MS=<ms> (the property, shrinking included, stops at the limit;
+ * by default 120 runs, at most 45 s).
  *
  * The `it` blocks after the property are minimal reproductions of engine bugs this
- * property found (kept failing on purpose until the engine is fixed).
+ * property found, kept as regression tests.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Codec } from '../src/common/codec-names.js';
-import type { BlockDevice, Pool } from '../src/engine/index.js';
+import type { BlockDevice, Pool, PoolOpenOptions, PoolTuning } from '../src/engine/index.js';
 import { assertSameBytes, isAllZero, patternBytes, patternCount } from './helpers/data.js';
 import { expectStrataError } from './helpers/errors.js';
 import { ReferenceModel, type ModelVolume } from './helpers/reference-model.js';
-import { createTestPool, makeTempDir, openTestPool, removeTempDir } from './helpers/temp-pool.js';
+import { createTestPool, makeTempDir, openTestPool, removeTempDir, withTempDir } from './helpers/temp-pool.js';
 
 const KiB = 1024;
 
@@ -80,7 +83,15 @@ type Op =
   | { readonly kind: 'reclaim' }
   | { readonly kind: 'reopen' }
   | { readonly kind: 'readSnapshot'; readonly vol: number; readonly snap: number; readonly range: RangeSpec; readonly tryWrite: boolean }
-  | { readonly kind: 'blockStatus'; readonly vol: number; readonly snap: number | null; readonly range: RangeSpec };
+  | { readonly kind: 'blockStatus'; readonly vol: number; readonly snap: number | null; readonly range: RangeSpec }
+  | { readonly kind: 'burst'; readonly vol: number; readonly at: number; readonly parts: readonly BurstPart[]; readonly flushAt: number };
+
+/** One request of a concurrent burst; parts get disjoint byte ranges, often within the same blocks. */
+interface BurstPart {
+  readonly what: 'write' | 'trim' | 'zeroes' | 'read';
+  readonly cut: number;
+  readonly pattern: number;
+}
 
 /** Volume sizes from 16 to 256 KiB: whole 4 KiB blocks, or any byte count (unaligned tails). */
 const sizeArb = fc.oneof(
@@ -124,6 +135,19 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('reopen') }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('readSnapshot'), vol: index, snap: index, range: rangeArb, tryWrite: fc.boolean() }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('blockStatus'), vol: index, snap: fc.option(index, { freq: 2 }), range: rangeArb }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('burst'),
+      vol: index,
+      at: fc.nat(),
+      parts: fc.array(
+        fc.record({ what: fc.constantFrom<BurstPart['what']>('write', 'write', 'trim', 'zeroes', 'read'), cut: fc.nat(), pattern: fc.nat({ max: patternCount - 1 }) }),
+        { minLength: 2, maxLength: 6 },
+      ),
+      flushAt: fc.nat({ max: 6 }),
+    }),
+  },
 ) as fc.Arbitrary<Op>;
 
 /** Turns a range spec into a concrete [offset, offset + length) inside a device of `sizeBytes`. */
@@ -185,14 +209,13 @@ class ModelRun {
     return run;
   }
 
-  private static openOptions(config: RunConfig) {
-    return {
-      packBytesMax: config.smallPacks ? 48 * KiB : undefined,
-      tuning: {
-        writeBufferBytesMax: config.smallBuffer ? 24 * KiB : undefined,
-        frameRawBytesMax: config.frameOfOne ? config.blockSize : undefined,
-      },
+  private static openOptions(config: RunConfig): PoolOpenOptions {
+    // Only set keys: an explicit undefined would override the engine's default.
+    const tuning: Partial<PoolTuning> = {
+      ...(config.smallBuffer ? { writeBufferBytesMax: 24 * KiB } : {}),
+      ...(config.frameOfOne ? { frameRawBytesMax: config.blockSize } : {}),
     };
+    return { tuning, ...(config.smallPacks ? { packBytesMax: 48 * KiB } : {}) };
   }
 
   async close(): Promise<void> {
@@ -244,7 +267,7 @@ class ModelRun {
   private withTrace(error: unknown, where: string): Error {
     const message = error instanceof Error ? error.message : String(error);
     const config = JSON.stringify(this.config);
-    return new Error(`${where}: ${message}\nconfig: ${config}\ntrace (last 40 ops):\n  ${this.trace.slice(-40).join('\n  ')}`, { cause: error });
+    return new Error(`${where}: ${message}\nconfig: ${config}\ntrace:\n  ${this.trace.join('\n  ')}`, { cause: error });
   }
 
   private log(line: string): void {
@@ -291,6 +314,8 @@ class ModelRun {
         return this.readSnapshot(op.vol, op.snap, op.range, op.tryWrite);
       case 'blockStatus':
         return this.blockStatus(op.vol, op.snap, op.range);
+      case 'burst':
+        return this.burst(op);
     }
   }
 
@@ -349,6 +374,48 @@ class ModelRun {
     } catch (error) {
       this.fail((error as Error).message);
     }
+  }
+
+  /**
+   * Concurrent requests on disjoint byte ranges inside a window of up to three blocks
+   * (so read-modify-writes of one block overlap), with a flush issued among them. Each
+   * write must land whole and leave its neighbours alone; a concurrent read of a range
+   * nobody writes must see exactly the model.
+   */
+  private async burst(op: Extract<Op, { kind: 'burst' }>): Promise<void> {
+    const volume = this.pickVolume(op.vol);
+    if (!volume || volume.data.length === 0) return;
+    const size = volume.data.length;
+    const windowStart = op.at % size;
+    const windowLength = Math.min(size - windowStart, 3 * this.config.blockSize);
+    const cuts = [...new Set([windowStart, windowStart + windowLength, ...op.parts.map((part) => windowStart + (part.cut % (windowLength + 1)))])].sort((a, b) => a - b);
+    const device = this.head(volume);
+    const requests: Promise<void>[] = [];
+    const applied: (() => void)[] = [];
+    const described: string[] = [];
+    op.parts.forEach((part, index) => {
+      if (index === op.flushAt) requests.push(this.pool.flush());
+      if (index + 1 >= cuts.length) return;
+      const offset = cuts[index];
+      const length = cuts[index + 1] - offset;
+      described.push(`${part.what} [${offset}, +${length})`);
+      if (part.what === 'write') {
+        const data = patternBytes(part.pattern, offset, length);
+        requests.push(device.write(offset, data));
+        applied.push(() => this.model.write(volume, offset, data));
+      } else if (part.what === 'read') {
+        const expected = volume.data.slice(offset, offset + length);
+        requests.push(device.read(offset, length).then((actual) => assertSameBytes(actual, expected, `concurrent read ${volume.name}`, offset)));
+      } else {
+        requests.push(part.what === 'trim' ? device.trim(offset, length) : device.writeZeroes(offset, length, { allocate: part.pattern % 2 === 0 }));
+        applied.push(() => this.model.zero(volume, offset, length));
+      }
+    });
+    this.log(`burst on ${volume.name} (flush at ${op.flushAt}): ${described.join(', ')}`);
+    const results = await Promise.allSettled(requests);
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const apply of applied) apply();
   }
 
   private async snapshot(vol: number): Promise<void> {
@@ -563,9 +630,13 @@ class ModelRun {
   }
 }
 
+/** Directories of runs still going: a run the time limit interrupts never reaches its finally. */
+const liveDirs = new Set<string>();
+
 /** Runs one generated sequence in a fresh pool directory, removed afterwards. */
 async function runSequence(config: RunConfig, ops: readonly Op[]): Promise<void> {
   const dir = makeTempDir();
+  liveDirs.add(dir);
   let run: ModelRun | null = null;
   try {
     run = await ModelRun.start(dir, config);
@@ -575,9 +646,14 @@ async function runSequence(config: RunConfig, ops: readonly Op[]): Promise<void>
       await run?.close();
     } finally {
       removeTempDir(dir);
+      liveDirs.delete(dir);
     }
   }
 }
+
+afterAll(() => {
+  for (const dir of liveDirs) removeTempDir(dir);
+});
 
 const envNumber = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
 
@@ -586,11 +662,94 @@ describe('engine against a reference model', () => {
     await fc.assert(
       fc.asyncProperty(configArb, fc.array(opArb, { minLength: 40, maxLength: 150 }), runSequence),
       {
-        numRuns: envNumber('STRATA_MODEL_RUNS') ?? 40,
+        numRuns: envNumber('STRATA_MODEL_RUNS') ?? 120,
         seed: envNumber('STRATA_MODEL_SEED'),
+        path: process.env.STRATA_MODEL_PATH,
+        endOnFailure: process.env.STRATA_MODEL_PATH !== undefined,
         // Bounds the whole property, shrinking included, on slow machines.
-        plugins: [fc.interruptAfterTimeLimit(80_000)],
+        plugins: [fc.interruptAfterTimeLimit(envNumber('STRATA_MODEL_TIME_LIMIT_MS') ?? 45_000)],
       },
     );
+  });
+});
+
+/**
+ * Minimal reproductions of engine bugs the property above found (fixed in 0a4b773),
+ * kept as regression tests. Each comment names the cause that was found.
+ */
+describe('engine bug reproductions', () => {
+  /** Runs `body` on a fresh pool with one volume `v`, closing the pool and removing it afterwards. */
+  async function withVolume(sizeBytes: number, options: PoolOpenOptions, body: (pool: Pool, disk: BlockDevice) => Promise<void>): Promise<void> {
+    await withTempDir(async (dir) => {
+      const pool = await createTestPool(dir, { blockSize: 4096, dedup: true, compression: 'lz4' }, options);
+      try {
+        await pool.createVolume('v', sizeBytes);
+        await body(pool, pool.openVolume('v'));
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+
+  // volume-handle.ts clearRange: when no whole block lies inside the range, the range is
+  // passed to zeroPartial in one piece, which only handles a single block
+  // (Buffer.fill past the end of the block: RangeError).
+  it('trim and writeZeroes zero a range that ends in the block after the one it starts in without covering a whole block', async () => {
+    await withVolume(16 * KiB, {}, async (_pool, disk) => {
+      const expected = Buffer.alloc(16 * KiB, 0xab);
+      await disk.write(0, expected);
+      await disk.trim(2733, 1364); // [2733, 4097): the tail of block 0 and the first byte of block 1
+      expected.fill(0, 2733, 4097);
+      await disk.writeZeroes(8000, 400); // [8000, 8400): across the boundary of blocks 1 and 2
+      expected.fill(0, 8000, 8400);
+      assertSameBytes(await disk.read(0, 16 * KiB), expected, 'volume after trim and writeZeroes');
+    });
+  });
+
+  // pool.ts Pool.open: `{ ...defaultTuning, ...options.tuning }` lets an explicit
+  // undefined replace a default; frameRawBytesMax = undefined then makes destage's
+  // writeFrames (destage.ts) compute NaN chunks per frame and append empty frames, so the
+  // committed extent rows point at chunks that were never stored and read back as zeros.
+  it('keeps flushed data when the open options carry an explicitly undefined tuning value', async () => {
+    await withVolume(16 * KiB, { tuning: { frameRawBytesMax: undefined } }, async (pool, disk) => {
+      const data = Buffer.alloc(4 * KiB, 0xab);
+      await disk.write(0, data);
+      await disk.flush();
+      assertSameBytes(await disk.read(0, 4 * KiB), data, 'flushed block');
+      const report = await pool.check({ deep: true });
+      expect(report.issues).toEqual([]);
+    });
+  });
+
+  // snapshots.ts flatten copies the parent's rows (at birth 0) only for blocks the clone
+  // has no row for at *any* birth, and only up to the clone's *current* size. A snapshot
+  // of the clone taken before the clone overwrote a block, or before it was shrunk,
+  // still read those blocks from the parent; once the parent link is cut it reads zeros.
+  it('flatten keeps what snapshots of the clone show for blocks the clone overwrote after them', async () => {
+    await withVolume(16 * KiB, {}, async (pool, disk) => {
+      const inherited = Buffer.alloc(4 * KiB, 0x11);
+      await disk.write(0, inherited);
+      await pool.createSnapshot('v', 'base');
+      await pool.clone('v', 'base', 'c');
+      await pool.createSnapshot('c', 'before');
+      await pool.openVolume('c').write(0, Buffer.alloc(4 * KiB, 0x22));
+      await pool.flatten('c');
+      assertSameBytes(await pool.openSnapshot('c', 'before').read(0, 4 * KiB), inherited, 'c@before after flatten');
+      const report = await pool.check({ deep: true });
+      expect(report.issues).toEqual([]);
+    });
+  });
+
+  it('flatten keeps what snapshots of the clone show beyond the size the clone was shrunk to', async () => {
+    await withVolume(16 * KiB, {}, async (pool, disk) => {
+      const inherited = Buffer.alloc(4 * KiB, 0x11);
+      await disk.write(12 * KiB, inherited);
+      await pool.createSnapshot('v', 'base');
+      await pool.clone('v', 'base', 'c');
+      await pool.createSnapshot('c', 'full');
+      await pool.resizeVolume('c', 12 * KiB, { force: true });
+      await pool.flatten('c');
+      assertSameBytes(await pool.openSnapshot('c', 'full').read(12 * KiB, 4 * KiB), inherited, 'c@full after flatten');
+    });
   });
 });

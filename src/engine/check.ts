@@ -195,7 +195,8 @@ async function verifyFrame(ctx: PoolContext, frame: { id: number; packId: number
     decoded = decodeFrame(await ctx.chunks.read(frame), { packId: frame.packId, offset: frame.offset });
   } catch (error) {
     if (!isStrataError(error)) throw error;
-    ctx.counters.checksumErrors += 1;
+    // The header may be unreadable: find the frame's chunks through the metadata.
+    ctx.noteCorrupt(...(await ctx.meta.chunkIdsOfFrame(frame.id)));
     findings.add({
       severity: 'error',
       kind: 'frame-corrupt',

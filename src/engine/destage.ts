@@ -22,7 +22,7 @@
 import { assert } from '../common/assert.js';
 import { frameRecord, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
-import type { PoolContext, VolumeState } from './pool-context.js';
+import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
 
 interface PendingChunk {
@@ -139,8 +139,10 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   writeFrames(ctx, frames, await compressing, data, changes, packStarts);
   if (packStarts.size > 0) await ctx.chunks.sync();
   foldNewChunkRefs(changes);
+  const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
+  if (healed.length > 0) changes.poolValues = healed.map((id) => ({ key: damagedKey(id), value: null }));
   await ctx.meta.commit(changes);
-  for (const move of changes.chunkMoves ?? []) ctx.suspectChunks.delete(move.chunkId);
+  for (const id of healed) ctx.suspectChunks.delete(id);
 }
 
 /** New chunks are inserted with their final reference count: one statement, not two. */

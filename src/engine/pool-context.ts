@@ -67,6 +67,8 @@ export interface PoolCountersLive {
 
 const suspectChunksMax = 65536;
 
+export const damagedKey = (chunkId: number) => `damaged:${chunkId}`;
+
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
 }
@@ -79,7 +81,8 @@ export class PoolContext {
   readonly zeroBlock: Buffer;
   readonly offload = new CpuOffload(zstdLevel);
   /**
-   * Chunks that failed verification since open. A write of the same content then
+   * Chunks known to be damaged (failed verification, now or in an earlier session: the
+   * marks persist as `damaged:<id>` pool records). A write of the same content then
    * stores a fresh copy and moves the chunk to it, which heals every reference at once.
    */
   readonly suspectChunks = new Set<number>();
@@ -118,10 +121,15 @@ export class PoolContext {
     throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${name} does not exist`, { volume: name });
   }
 
-  /** Counts a verification failure and remembers the chunk for healing (bounded). */
-  noteCorrupt(chunkId: number): void {
+  /** Counts a verification failure and remembers the chunks for healing (bounded). */
+  noteCorrupt(...chunkIds: number[]): void {
     this.counters.checksumErrors += 1;
-    if (this.suspectChunks.size < suspectChunksMax) this.suspectChunks.add(chunkId);
+    const fresh = chunkIds.filter((id) => !this.suspectChunks.has(id) && this.suspectChunks.size < suspectChunksMax);
+    if (fresh.length === 0) return;
+    for (const id of fresh) this.suspectChunks.add(id);
+    this.meta.commit({ poolValues: fresh.map((id) => ({ key: damagedKey(id), value: '1' })) }).catch(() => {
+      // The mark stays in memory; it is only lost if the pool closes before a retry.
+    });
   }
 
   /**

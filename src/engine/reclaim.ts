@@ -15,7 +15,7 @@ import { decodeFrame, encodeFrame } from '../chunks/index.js';
 import type { MetaChanges, PackRecord } from '../meta/index.js';
 import { noteAppend, recordPacks } from './destage.js';
 import { sha256, type PoolContext } from './pool-context.js';
-import { StrataError } from '../common/errors.js';
+import { isStrataError, StrataError } from '../common/errors.js';
 
 export interface ReclaimProgress {
   readonly phase: 'compact' | 'delete';
@@ -25,6 +25,8 @@ export interface ReclaimProgress {
 
 export interface ReclaimReport {
   readonly packsCompacted: number;
+  /** Packs left in place because a frame in them failed verification (see check). */
+  readonly packsSkipped: number;
   readonly packsDeleted: number;
   readonly bytesRewritten: number;
   readonly bytesFreed: number;
@@ -51,24 +53,58 @@ export async function reclaim(ctx: PoolContext, options: ReclaimOptions = {}): P
   const totalBytes = candidates.reduce((sum, pack) => sum + pack.bytes, 0);
   let doneBytes = 0;
   let bytesRewritten = 0;
+  let packsSkipped = 0;
   for (const pack of candidates) {
-    bytesRewritten += await compactPack(ctx, pack);
+    try {
+      bytesRewritten += await compactPack(ctx, pack);
+    } catch (error) {
+      // A damaged frame keeps its pack: its chunks stay where check and healing find them.
+      if (!isStrataError(error, 'STRATA_E_CHECKSUM')) throw error;
+      packsSkipped += 1;
+    }
     doneBytes += pack.bytes;
     options.onProgress?.({ phase: 'compact', doneBytes, totalBytes });
   }
   const deleted = await deleteRetiredPacks(ctx, options.skipGrace === true, options.onProgress);
-  return { packsCompacted: candidates.length, packsDeleted: deleted.count, bytesRewritten, bytesFreed: deleted.bytes };
+  return {
+    packsCompacted: candidates.length - packsSkipped,
+    packsSkipped,
+    packsDeleted: deleted.count,
+    bytesRewritten,
+    bytesFreed: deleted.bytes,
+  };
 }
 
 async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> {
-  const frames = await ctx.meta.liveFramesOfPack(pack.id);
   const changes: MetaChanges = { frames: [], chunkMoves: [], packs: [] };
   const packStarts = new Map<number, number>();
+  try {
+    const rewritten = await copyLiveFrames(ctx, pack, changes, packStarts);
+    changes.packs!.push({ id: pack.id, state: 'retired', bytes: pack.bytes, retiredMs: Date.now() });
+    if (packStarts.size > 0) await ctx.chunks.sync();
+    await ctx.meta.commit(changes);
+    return rewritten;
+  } catch (error) {
+    for (const [packId, start] of packStarts) ctx.chunks.truncate(packId, start);
+    throw error;
+  }
+}
+
+/** Appends the pack's live frames to the open pack, recording frames, moves and packs. */
+async function copyLiveFrames(ctx: PoolContext, pack: PackRecord, changes: MetaChanges, packStarts: Map<number, number>): Promise<number> {
+  const frames = await ctx.meta.liveFramesOfPack(pack.id);
   const packEnds = new Map<number, number>();
   let rewritten = 0;
   for (const frame of frames) {
     const record = await ctx.chunks.read(frame);
-    const { header, raw } = decodeFrame(record, { packId: pack.id, offset: frame.offset });
+    let decoded;
+    try {
+      decoded = decodeFrame(record, { packId: pack.id, offset: frame.offset });
+    } catch (error) {
+      if (isStrataError(error, 'STRATA_E_CHECKSUM')) ctx.noteCorrupt(...(await ctx.meta.chunkIdsOfFrame(frame.id)));
+      throw error;
+    }
+    const { header, raw } = decoded;
     const live = await ctx.meta.chunksOfFrame(frame.id, header.hashes);
     if (live.length === 0) continue;
     const blocks = live.map((chunk) => raw.subarray(chunk.slot * header.blockSize, (chunk.slot + 1) * header.blockSize));
@@ -93,16 +129,6 @@ async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> 
     rewritten += output.length;
   }
   recordPacks(ctx, packEnds, changes);
-  changes.packs!.push({ id: pack.id, state: 'retired', bytes: pack.bytes, retiredMs: Date.now() });
-  try {
-    if (packStarts.size > 0) await ctx.chunks.sync();
-    await ctx.meta.commit(changes);
-  } catch (error) {
-    for (const [packId, start] of packStarts) ctx.chunks.truncate(packId, start);
-    throw error;
-  }
-  // A frame rebuilt with fewer chunks keeps only live ones; dead slots of whole frames
-  // are impossible here because whole means every chunk is alive.
   return rewritten;
 }
 

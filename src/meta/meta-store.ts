@@ -229,6 +229,8 @@ export interface MetaStore {
   countRefsFromExtents(afterChunkId: number, limit: number): Promise<Map<number, number>>;
   danglingExtentRefs(limit: number): Promise<ExtentWrite[]>;
   repairChunkRefs(fixes: Map<number, number>): Promise<void>;
+  /** Ids of the chunks stored in a frame. May scan: only for rare repair paths. */
+  chunkIdsOfFrame(frameId: number): Promise<number[]>;
   /** Chunks whose frame row is missing or whose slot is outside their frame. */
   chunksWithoutFrame(limit: number): Promise<number[]>;
   /** Recomputes frame and pack live counters from the chunk table; returns how many

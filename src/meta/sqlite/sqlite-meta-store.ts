@@ -668,6 +668,10 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
+  chunkIdsOfFrame(frameId: number): Promise<number[]> {
+    return this.run('listing chunks of a frame', () => this.sql('SELECT id FROM chunk WHERE frame_id = ?').pluck().all(frameId) as number[]);
+  }
+
   chunksWithoutFrame(limit: number): Promise<number[]> {
     return this.run('finding chunks without frames', () =>
       this.sql(

@@ -1,0 +1,243 @@
+/*
+ * Corruption tests: damage pack files behind the engine's back (a flipped payload byte,
+ * a flipped byte in a frame's hash table, a payload byte flipped with both CRCs
+ * recomputed so only the per-chunk SHA-256 can notice, a truncated pack), then reopen.
+ *
+ * The contract (DESIGN.md, "verified on every read: a mismatch is corruption, never
+ * silently returned"):
+ *   - reading the damaged block rejects with STRATA_E_CHECKSUM (STRATA_E_CHUNK_MISSING
+ *     for a truncated pack), every time, also inside a larger read;
+ *   - no read of any block ever returns wrong bytes, and the damage stays within the
+ *     damaged frame: other frames of the same volume and other volumes read fine;
+ *   - stats() counts checksum errors; check({ deep: true }) reports an error of the
+ *     right kind and ok=false.
+ * Each case runs with compression none and lz4 (the lz4 case asserts its frame really
+ * is compressed, so the damage hits compressed bytes). Last, restoring a damaged block
+ * by rewriting its content must heal it, however the damage was found.
+ */
+import * as fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { ErrorCode } from '../src/common/errors.js';
+import type { CheckIssue, Pool } from '../src/engine/index.js';
+import { assertSameBytes } from './helpers/data.js';
+import { expectStrataError } from './helpers/errors.js';
+import { codecIds, findChunk, flipByte, flipPayloadKeepingCrcs, packFrames, type PackFrame } from './helpers/pack-files.js';
+import { createTestPool, openTestPool, withOpenPool, withTempDir } from './helpers/temp-pool.js';
+
+const blockSize = 4096;
+/** Two frames' worth (frames hold up to 64 KiB of new chunks), so damage to one frame can be shown contained. */
+const victimBlocks = 32;
+const bystanderBlocks = 16;
+
+/** Compressible, and different for every (volume, block), so nothing dedups across them. */
+function blockContent(volume: string, block: number): Buffer {
+  const line = `${volume} block ${block} says hello; `;
+  return Buffer.from(line.repeat(Math.ceil(blockSize / line.length)).slice(0, blockSize), 'latin1');
+}
+
+function volumeContent(volume: string, blocks: number): Buffer {
+  return Buffer.concat(Array.from({ length: blocks }, (_, block) => blockContent(volume, block)));
+}
+
+/** A pool with a bystander volume, then a victim volume, each written and flushed in turn (separate frames). */
+async function buildPool(dir: string, compression: 'none' | 'lz4'): Promise<void> {
+  const pool = await createTestPool(dir, { blockSize, dedup: true, compression });
+  try {
+    for (const [name, blocks] of [['bystander', bystanderBlocks], ['victim', victimBlocks]] as const) {
+      await pool.createVolume(name, blocks * blockSize);
+      await pool.openVolume(name).write(0, volumeContent(name, blocks));
+      await pool.flush();
+    }
+  } finally {
+    await pool.close();
+  }
+}
+
+interface DamageCase {
+  readonly behaviour: string;
+  /** The victim block whose chunk is damaged. */
+  readonly block: number;
+  readonly damage: (frame: PackFrame, slot: number) => void;
+  readonly readCodes: readonly ErrorCode[];
+  readonly checkKinds: readonly CheckIssue['kind'][];
+  readonly countsChecksumErrors: boolean;
+}
+
+/** Where in the payload to hit the chunk: its own bytes when stored raw, the middle when compressed. */
+function payloadPosition(frame: PackFrame, slot: number): number {
+  return frame.codecId === codecIds.none ? slot * frame.blockSize + 123 : Math.floor(frame.payloadLength / 2);
+}
+
+const cases: DamageCase[] = [
+  {
+    behaviour: 'a flipped payload byte makes reads of the block fail with STRATA_E_CHECKSUM and check report the frame',
+    block: 5,
+    damage: (frame, slot) => flipByte(frame.file, frame.offset + frame.headerLength + payloadPosition(frame, slot)),
+    readCodes: ['STRATA_E_CHECKSUM'],
+    checkKinds: ['frame-corrupt', 'chunk-corrupt'],
+    countsChecksumErrors: true,
+  },
+  {
+    behaviour: 'a flipped byte in the frame hash table makes reads of the block fail with STRATA_E_CHECKSUM and check report the frame',
+    block: 5,
+    damage: (frame, slot) => flipByte(frame.file, frame.offset + 24 + slot * 32 + 7),
+    readCodes: ['STRATA_E_CHECKSUM'],
+    checkKinds: ['frame-corrupt', 'chunk-corrupt'],
+    countsChecksumErrors: true,
+  },
+  {
+    behaviour: 'a flipped payload byte with recomputed CRCs is still caught by the chunk SHA-256',
+    block: 20,
+    damage: (frame, slot) => flipPayloadKeepingCrcs(frame, payloadPosition(frame, slot)),
+    readCodes: ['STRATA_E_CHECKSUM'],
+    checkKinds: ['frame-corrupt', 'chunk-corrupt'],
+    countsChecksumErrors: true,
+  },
+  {
+    behaviour: 'a pack truncated inside its last frame makes reads of that block fail and check report the pack short',
+    block: victimBlocks - 1,
+    damage: (frame) => fs.truncateSync(frame.file, frame.offset + frame.headerLength + 10),
+    readCodes: ['STRATA_E_CHUNK_MISSING', 'STRATA_E_CHECKSUM'],
+    checkKinds: ['pack-short'],
+    countsChecksumErrors: false,
+  },
+];
+
+/** Reads every victim block alone: each reads back exactly or is refused with an allowed code. */
+async function refusedBlocks(pool: Pool, codes: readonly ErrorCode[]): Promise<number[]> {
+  const victim = pool.openVolume('victim');
+  const refused: number[] = [];
+  for (let block = 0; block < victimBlocks; block += 1) {
+    let bytes: Buffer;
+    try {
+      bytes = await victim.read(block * blockSize, blockSize);
+    } catch (error) {
+      expect(codes).toContain((error as { code?: string }).code);
+      refused.push(block);
+      continue;
+    }
+    assertSameBytes(bytes, blockContent('victim', block), `victim block ${block}`, block * blockSize);
+  }
+  return refused;
+}
+
+describe.each(['none', 'lz4'] as const)('damaged pack files (compression %s)', (compression) => {
+  for (const damageCase of cases) {
+    it(damageCase.behaviour, async () => {
+      await withTempDir(async (dir) => {
+        await buildPool(dir, compression);
+        const { frame, slot } = findChunk(dir, blockContent('victim', damageCase.block));
+        expect(frame.codecId).toBe(codecIds[compression]);
+        if (damageCase.checkKinds.includes('pack-short')) {
+          // The truncation must only cut the victim's last frame.
+          expect(packFrames(frame.file).at(-1)!.offset).toBe(frame.offset);
+        }
+        damageCase.damage(frame, slot);
+
+        await withOpenPool(dir, {}, async (pool) => {
+          const victim = pool.openVolume('victim');
+          const at = damageCase.block * blockSize;
+          // Refused every time: nothing wrong was cached by the first attempt.
+          for (let attempt = 0; attempt < 2; attempt += 1) {
+            await expectStrataError(victim.read(at, blockSize), damageCase.readCodes, `read of the damaged block (attempt ${attempt + 1})`);
+          }
+          // A larger read covering the damaged block is refused as a whole, not returned in part.
+          const start = Math.max(0, at - blockSize / 2);
+          await expectStrataError(victim.read(start, Math.min(2 * blockSize, victimBlocks * blockSize - start)), damageCase.readCodes, 'spanning read');
+
+          // No block returns wrong bytes; the damage stays within one frame of the victim.
+          const refused = await refusedBlocks(pool, damageCase.readCodes);
+          expect(refused).toContain(damageCase.block);
+          expect(refused.length).toBeLessThan(victimBlocks);
+          const bystander = await pool.openVolume('bystander').read(0, bystanderBlocks * blockSize);
+          assertSameBytes(bystander, volumeContent('bystander', bystanderBlocks), 'bystander');
+
+          const stats = await pool.stats();
+          if (damageCase.countsChecksumErrors) expect(stats.checksumErrors).toBeGreaterThan(0);
+
+          const report = await pool.check({ deep: true });
+          expect(report.ok).toBe(false);
+          const errors = report.issues.filter((issue) => issue.severity === 'error');
+          expect(errors.some((issue) => damageCase.checkKinds.includes(issue.kind)), JSON.stringify(report.issues)).toBe(true);
+        });
+      });
+    });
+  }
+});
+
+/**
+ * Restoring a damaged block from a backup writes the very bytes the damaged chunk should
+ * hold. With dedup on, destage finds the damaged chunk by its hash; the engine heals it
+ * (stores a fresh copy and moves the chunk) only if it knows the chunk is damaged. The
+ * damage may have been found by a read, by check, or in an earlier session (the CLI
+ * runs check in its own process; a daemon restarts) - a restore must heal in every case.
+ */
+describe('restoring a damaged block', () => {
+  const detections: { how: string; detect: (pool: Pool, dir: string) => Promise<Pool> }[] = [
+    {
+      how: 'a read in the same session',
+      detect: async (pool) => {
+        await expectStrataError(pool.openVolume('victim').read(5 * blockSize, blockSize), 'STRATA_E_CHECKSUM', 'read of the damaged block');
+        return pool;
+      },
+    },
+    {
+      how: 'check in the same session',
+      detect: async (pool) => {
+        expect((await pool.check({ deep: true })).ok).toBe(false);
+        return pool;
+      },
+    },
+    {
+      how: 'a read in an earlier session',
+      detect: async (pool, dir) => {
+        await expectStrataError(pool.openVolume('victim').read(5 * blockSize, blockSize), 'STRATA_E_CHECKSUM', 'read of the damaged block');
+        await pool.close();
+        return openTestPool(dir);
+      },
+    },
+  ];
+
+  for (const { how, detect } of detections) {
+    it(`rewriting the block with its correct content makes it readable again when the damage was found by ${how}`, async () => {
+      await withTempDir(async (dir) => {
+        await buildPool(dir, 'none');
+        const block = 5;
+        const { frame, slot } = findChunk(dir, blockContent('victim', block));
+        flipByte(frame.file, frame.offset + frame.headerLength + payloadPosition(frame, slot));
+        let pool = await openTestPool(dir);
+        try {
+          pool = await detect(pool, dir);
+          const victim = pool.openVolume('victim');
+          await victim.write(block * blockSize, blockContent('victim', block));
+          await victim.flush();
+          assertSameBytes(await victim.read(block * blockSize, blockSize), blockContent('victim', block), 'restored block');
+        } finally {
+          await pool.close();
+        }
+      });
+    });
+  }
+});
+
+describe('reclaiming around a damaged frame', () => {
+  it('skips a pack holding a damaged frame instead of failing, and keeps the damage readable as an error and reported', async () => {
+    await withTempDir(async (dir) => {
+      await buildPool(dir, 'lz4');
+      const { frame, slot } = findChunk(dir, blockContent('victim', 5));
+      flipByte(frame.file, frame.offset + frame.headerLength + payloadPosition(frame, slot));
+      await withOpenPool(dir, {}, async (pool) => {
+        // Make every pack sparse so all of them are candidates for compaction.
+        await pool.openVolume('victim').trim(16 * blockSize, 16 * blockSize);
+        await pool.openVolume('bystander').trim(0, 8 * blockSize);
+        const report = await pool.reclaim({ skipGrace: true, liveFractionMax: 1.01 });
+        expect(report.packsSkipped).toBe(1);
+        assertSameBytes(await pool.openVolume('bystander').read(8 * blockSize, 8 * blockSize), volumeContent('bystander', 16).subarray(8 * blockSize), 'bystander after reclaim');
+        await expectStrataError(pool.openVolume('victim').read(5 * blockSize, blockSize), 'STRATA_E_CHECKSUM', 'read of the damaged block after reclaim');
+        const check = await pool.check({ deep: true });
+        expect(check.ok).toBe(false);
+        expect(check.issues.map((issue) => issue.kind)).toContain('frame-corrupt');
+      });
+    });
+  });
+});
