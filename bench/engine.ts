@@ -79,6 +79,6 @@ export async function benchEngine(): Promise<void> {
         { test: `rand read 4 KiB, dedup ${dedup ? 'on' : 'off'}`, strata: `${fmt.iops(randomOps, result.randRead)} IOPS`, 'raw file': `${fmt.iops(randomOps, raw.randRead)} IOPS`, ratio: fmt.ratio(raw.randRead / result.randRead) },
       );
     }
-    printTable('Engine throughput (in process, 4 KiB blocks, lz4; 256 MiB volume; raw file = pwrite/pread + fdatasync)', rows);
+    printTable('Engine throughput (in process, default policy: 4 KiB blocks, zstd; 256 MiB volume; raw file = pwrite/pread + fdatasync)', rows);
   });
 }

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { importImage } from '../../src/cli/image-transfer.js';
-import { Pool, type PoolPolicyOptions } from '../../src/engine/index.js';
+import { Pool, type PoolPolicyOptions, type PoolTuning } from '../../src/engine/index.js';
 
 export interface StrataIngestResult {
   readonly policy: Required<PoolPolicyOptions>;
@@ -35,11 +35,16 @@ function directoryBytes(dir: string): number {
   return total;
 }
 
-export async function ingestStrata(images: string[], workDir: string, policy: Required<PoolPolicyOptions>): Promise<StrataIngestResult> {
+export async function ingestStrata(
+  images: string[],
+  workDir: string,
+  policy: Required<PoolPolicyOptions>,
+  tuning: Partial<PoolTuning> = {},
+): Promise<StrataIngestResult> {
   const dir = fs.mkdtempSync(path.join(workDir, 'strata-'));
   try {
     const start = performance.now();
-    const pool = await Pool.create(dir, policy, { tuning: { compactIntervalMs: 0 } });
+    const pool = await Pool.create(dir, policy, { tuning: { compactIntervalMs: 0, ...tuning } });
     let stats;
     try {
       for (const image of images) {
