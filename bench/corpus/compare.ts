@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '../../src/common/limits.js';
 import { cacheDir, fmt, printTable } from '../support.js';
-import { measurePeers } from './peers.js';
+import { measurePeers, readThrough } from './peers.js';
 import { ingestStrata, type StrataIngestResult } from './strata-ingest.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -58,6 +58,8 @@ export async function benchCorpus(): Promise<void> {
   fs.mkdirSync(work, { recursive: true });
   const sizes = images.map((image) => `${path.basename(image)} ${fmt.mib(fs.statSync(image).blocks * 512)} MiB used`);
   console.log(`\ncorpus: ${sizes.join(', ')}`);
+  // Every tool starts from the same warm page cache (the peers' runner does the same).
+  for (const image of images) await readThrough(image);
   const strata: StrataIngestResult[] = [];
   for (const policy of policies) strata.push(await ingestStrata(images, work, { ...policy }));
   const base = strata[0];
