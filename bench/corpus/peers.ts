@@ -215,7 +215,6 @@ export async function diskUsage(path: string): Promise<number> {
 }
 
 /** Read a file to the end and discard it (warms the page cache). */
-/** Reads a file once, end to end, so the page cache holds it (same start for every tool). */
 export function readThrough(path: string, signal?: AbortSignal): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const stream = createReadStream(path, { highWaterMark: 1 << 20, signal });
