@@ -1,7 +1,8 @@
 /*
  * Copying raw disk images into and out of volumes. Import reads the file in large
- * pieces and skips all-zero ones, so sparse images stay thin (as `qemu-img convert`
- * does); export writes holes as holes by only writing extents that hold data.
+ * pieces, the next one while the current one is written, and skips all-zero ones, so
+ * sparse images stay thin (as `qemu-img convert` does); export writes holes as holes by
+ * only writing extents that hold data.
  */
 import * as fs from 'node:fs';
 import { MiB } from '../common/units.js';
@@ -10,25 +11,31 @@ import type { BlockDevice } from '../engine/index.js';
 const pieceBytes = 4 * MiB;
 
 export async function importImage(file: string, device: BlockDevice, onProgress: (done: number, total: number) => void): Promise<number> {
-  const fd = fs.openSync(file, 'r');
+  const handle = await fs.promises.open(file, 'r');
   try {
-    const total = fs.fstatSync(fd).size;
-    const piece = Buffer.alloc(pieceBytes);
+    const total = (await handle.stat()).size;
     const zero = Buffer.alloc(pieceBytes);
+    // Double buffering: the next piece is read (off this thread) while this one is written.
+    const readPiece = async (offset: number, buffer: Buffer) => {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(pieceBytes, total - offset), offset);
+      return buffer.subarray(0, bytesRead);
+    };
+    const buffers = [Buffer.alloc(pieceBytes), Buffer.alloc(pieceBytes)];
     let written = 0;
-    for (let offset = 0; offset < total; offset += pieceBytes) {
-      const length = fs.readSync(fd, piece, 0, Math.min(pieceBytes, total - offset), offset);
-      const data = piece.subarray(0, length);
-      if (!data.equals(zero.subarray(0, length))) {
+    let next = total > 0 ? readPiece(0, buffers[0]) : null;
+    for (let offset = 0, turn = 0; next !== null; offset += pieceBytes, turn ^= 1) {
+      const data = await next;
+      next = offset + pieceBytes < total ? readPiece(offset + pieceBytes, buffers[turn ^ 1]) : null;
+      if (!data.equals(zero.subarray(0, data.length))) {
         await device.write(offset, data);
-        written += length;
+        written += data.length;
       }
-      onProgress(offset + length, total);
+      onProgress(offset + data.length, total);
     }
     await device.flush();
     return written;
   } finally {
-    fs.closeSync(fd);
+    await handle.close();
   }
 }
 
