@@ -47,7 +47,6 @@ export const errorCatalogue = {
   STRATA_E_CHECKSUM: { kind: 'corrupt', summary: 'Stored bytes failed checksum verification; nothing wrong was returned.' },
   STRATA_E_CHUNK_MISSING: { kind: 'corrupt', summary: 'Metadata points at a chunk or pack that does not exist.' },
   STRATA_E_IO: { kind: 'io', summary: 'The host failed a read, write or sync.' },
-  STRATA_E_BUSY: { kind: 'conflict', summary: 'The object is in use by another operation.' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

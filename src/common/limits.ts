@@ -42,7 +42,6 @@ export const limits = {
   compactIntervalMs: 60_000,
   /** Reading a pack frame header: a frame never claims more chunks than this. */
   frameChunksMax: 256,
-  frameStoredBytesMax: 2 * MiB,
 } as const;
 
 export type Limits = typeof limits;

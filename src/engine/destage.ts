@@ -20,6 +20,7 @@
  * snapshot gen lies in [row.birth, G); otherwise a new row is born at G.
  */
 import { assert } from '../common/assert.js';
+import { limits } from '../common/limits.js';
 import { frameRecord, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
@@ -190,7 +191,7 @@ function resolveChunk(
 
 /** New chunks in block order, cut into frames of at most frameRawBytesMax raw bytes. */
 function groupFrames(ctx: PoolContext, chunks: PendingChunk[]): PendingChunk[][] {
-  const perFrame = Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize));
+  const perFrame = Math.min(limits.frameChunksMax, Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize)));
   const frames: PendingChunk[][] = [];
   for (let first = 0; first < chunks.length; first += perFrame) frames.push(chunks.slice(first, first + perFrame));
   return frames;

@@ -146,7 +146,6 @@ export interface ChunkRefCount {
 
 export interface PoolCounters {
   readonly chunkCount: number;
-  readonly storedRawBytes: number;
   readonly frameBytes: number;
   readonly liveFrameBytes: number;
   readonly referencedChunks: number;

@@ -574,7 +574,6 @@ export class SqliteMetaStore implements MetaStore {
       const pageCount = this.db.pragma('page_count', { simple: true }) as number;
       return {
         chunkCount: chunks.n,
-        storedRawBytes: 0,
         frameBytes: frames.bytes,
         liveFrameBytes: Math.round(frames.live),
         referencedChunks: chunks.refs,
