@@ -32,6 +32,10 @@ export const limits = {
   frameCacheBytesMax: 64 * MiB,
   /** SQLite page cache of the metadata store. */
   metaCacheBytesMax: 32 * MiB,
+  /** Blocks resolved per metadata query when walking large ranges (trim, status, flatten). */
+  extentWindowBlocks: 16384,
+  /** Damaged chunks remembered for healing by a rewrite of the same content. */
+  damagedChunksMax: 65536,
   /** Extent rows fetched per metadata query when walking large ranges. */
   extentBatchRowsMax: 4096,
   /** A sealed pack whose live fraction falls below this is compacted. */

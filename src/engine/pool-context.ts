@@ -65,8 +65,6 @@ export interface PoolCountersLive {
   dedupHits: number;
 }
 
-const suspectChunksMax = 65536;
-
 export const damagedKey = (chunkId: number) => `damaged:${chunkId}`;
 
 export function sha256(data: Buffer): Buffer {
@@ -121,12 +119,18 @@ export class PoolContext {
     throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `volume ${name} does not exist`, { volume: name });
   }
 
-  /** Counts a verification failure and remembers the chunks for healing (bounded). */
+  /** Remembers a damaged chunk for healing, within the bound; false when not added. */
+  rememberDamaged(chunkId: number): boolean {
+    if (this.suspectChunks.has(chunkId) || this.suspectChunks.size >= limits.damagedChunksMax) return false;
+    this.suspectChunks.add(chunkId);
+    return true;
+  }
+
+  /** Counts a verification failure and remembers the chunks for healing (persisted). */
   noteCorrupt(...chunkIds: number[]): void {
     this.counters.checksumErrors += 1;
-    const fresh = chunkIds.filter((id) => !this.suspectChunks.has(id) && this.suspectChunks.size < suspectChunksMax);
+    const fresh = chunkIds.filter((id) => this.rememberDamaged(id));
     if (fresh.length === 0) return;
-    for (const id of fresh) this.suspectChunks.add(id);
     this.meta.commit({ poolValues: fresh.map((id) => ({ key: damagedKey(id), value: '1' })) }).catch(() => {
       // The mark stays in memory; it is only lost if the pool closes before a retry.
     });

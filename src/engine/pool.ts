@@ -470,7 +470,7 @@ async function recover(ctx: PoolContext, chunks: LocalPackStore): Promise<void> 
     ctx.volumes.set(record.id, new VolumeState(record, await ctx.meta.listSnapshots(record.id)));
   }
   for (const key of (await ctx.meta.readPoolValues('damaged:')).keys()) {
-    if (ctx.suspectChunks.size < 65536) ctx.suspectChunks.add(Number(key.split(':')[1]));
+    ctx.rememberDamaged(Number(key.split(':')[1]));
   }
   const ids = await ctx.meta.nextIds();
   ctx.nextFrameId = ids.frameId;

@@ -227,7 +227,7 @@ export async function flatten(ctx: PoolContext, clone: VolumeState, onProgress?:
   const sizeBytes = Math.max(clone.record.sizeBytes, ...clone.snapshots.map((snapshot) => snapshot.sizeBytes));
   const blocks = Math.ceil(sizeBytes / ctx.blockSize);
   const oldestSnapshot = clone.snapshots.length > 0 ? clone.snapshots[0].gen : null;
-  const window = 16384;
+  const window = limits.extentWindowBlocks;
   for (let first = 0; first < blocks; first += window) {
     const count = Math.min(window, blocks - first);
     const anyRow = new Set((await ctx.meta.readExtents(clone.id, first, count, Number.MAX_SAFE_INTEGER)).map((row) => row.block));

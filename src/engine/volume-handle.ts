@@ -16,8 +16,7 @@ import type { PoolContext, VolumeState } from './pool-context.js';
 import { backpressure, flushPool } from './writeback.js';
 import { entryBytes, type BufferedBlock } from './write-buffer.js';
 
-/** Blocks resolved per metadata query when walking large ranges (trim, block status). */
-const windowBlocks = 16384;
+const windowBlocks = limits.extentWindowBlocks;
 /** Block status answers at most this many blocks per call; callers continue from there. */
 const statusBlocksMax = 1 << 20;
 
