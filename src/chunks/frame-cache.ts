@@ -7,6 +7,8 @@
  */
 export interface CachedFrame {
   readonly raw: Buffer;
+  /** SHA-256 of each slot, from the frame header. */
+  readonly hashes: readonly Buffer[];
   readonly verified: Uint8Array;
 }
 
@@ -30,9 +32,14 @@ export class FrameCache {
     return entry;
   }
 
+  /** Looks without counting a hit or miss or refreshing the entry. */
+  peek(frameId: number): CachedFrame | undefined {
+    return this.entries.get(frameId);
+  }
+
   /** Adds a frame; returns the entry (kept only while it fits under the bound). */
-  set(frameId: number, raw: Buffer, chunkCount: number): CachedFrame {
-    const entry = { raw, verified: new Uint8Array(chunkCount) };
+  set(frameId: number, raw: Buffer, hashes: readonly Buffer[]): CachedFrame {
+    const entry = { raw, hashes, verified: new Uint8Array(hashes.length) };
     if (raw.length > this.bytesMax) return entry;
     this.delete(frameId);
     this.entries.set(frameId, entry);

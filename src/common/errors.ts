@@ -46,6 +46,7 @@ export const errorCatalogue = {
   STRATA_E_NO_SPACE: { kind: 'no-space', summary: 'The host file system is full.' },
   STRATA_E_CHECKSUM: { kind: 'corrupt', summary: 'Stored bytes failed checksum verification; nothing wrong was returned.' },
   STRATA_E_CHUNK_MISSING: { kind: 'corrupt', summary: 'Metadata points at a chunk or pack that does not exist.' },
+  STRATA_E_METADATA_CORRUPT: { kind: 'corrupt', summary: 'A metadata record cannot be decoded; the metadata store is damaged.' },
   STRATA_E_IO: { kind: 'io', summary: 'The host failed a read, write or sync.' },
 } as const satisfies Record<string, CodeInfo>;
 

@@ -30,6 +30,8 @@ export const limits = {
   writebackDelayMs: 1000,
   /** Decompressed frames kept for reads. */
   frameCacheBytesMax: 64 * MiB,
+  /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
+  frameHeaderCacheEntries: 16384,
   /** SQLite page cache of the metadata store. */
   metaCacheBytesMax: 32 * MiB,
   /** Blocks resolved per metadata query when walking large ranges (trim, status, flatten). */

@@ -120,7 +120,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     piece.item.targets.set(piece.block, key);
   });
   const existing = ctx.policy.dedup
-    ? await ctx.meta.findChunksByHash([...firstSlotByKey.keys()].map((key) => Buffer.from(key, 'latin1')))
+    ? await findStored(ctx, [...firstSlotByKey.keys()])
     : new Map<string, { chunkId: number }>();
   const fresh: PendingChunk[] = [];
   const pendingByKey = new Map<string, PendingChunk>();
@@ -144,6 +144,26 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   if (healed.length > 0) changes.poolValues = healed.map((id) => ({ key: damagedKey(id), value: null }));
   await ctx.meta.commit(changes);
   for (const id of healed) ctx.suspectChunks.delete(id);
+}
+
+/**
+ * The stored chunk holding each hash (keys are hashes as latin1 strings). Metadata
+ * knows hash prefixes only; a candidate counts once its frame header shows the whole
+ * hash. A healthy copy is preferred to one known to be damaged.
+ */
+async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
+  const candidates = await ctx.meta.chunkCandidates(keys.map((key) => Buffer.from(key, 'latin1')));
+  const result = new Map<string, { chunkId: number }>();
+  for (const [key, list] of candidates) {
+    const hash = Buffer.from(key, 'latin1');
+    for (const candidate of list) {
+      const stored = await ctx.candidateHash(candidate);
+      if (stored === null || !stored.equals(hash)) continue;
+      result.set(key, { chunkId: candidate.chunkId });
+      if (!ctx.suspectChunks.has(candidate.chunkId)) break;
+    }
+  }
+  return result;
 }
 
 /** New chunks are inserted with their final reference count: one statement, not two. */

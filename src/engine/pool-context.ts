@@ -5,10 +5,10 @@
  * exported from the engine; the Pool class is the public face.
  */
 import { createHash } from 'node:crypto';
-import { StrataError } from '../common/errors.js';
+import { isStrataError, StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, FrameCache, type ChunkStore } from '../chunks/index.js';
-import type { ChunkLocation, MetaStore, PoolPolicy, SnapshotRecord, VolumeRecord } from '../meta/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type ChunkStore } from '../chunks/index.js';
+import { hashPrefix, type ChunkCandidate, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
@@ -84,6 +84,8 @@ export class PoolContext {
    * stores a fresh copy and moves the chunk to it, which heals every reference at once.
    */
   readonly suspectChunks = new Set<number>();
+  /** Frame header hashes read to confirm dedup candidates (an LRU by frame id). */
+  private readonly frameHashes = new Map<number, readonly Buffer[]>();
   dirtyBytes = 0;
   nextFrameId = 1;
   nextChunkId = 1;
@@ -147,7 +149,7 @@ export class PoolContext {
       const record = await this.chunks.read(location);
       try {
         const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
-        frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.chunkCount);
+        frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.hashes);
       } catch (error) {
         this.noteCorrupt(location.chunkId);
         throw error;
@@ -156,7 +158,10 @@ export class PoolContext {
     const size = this.blockSize;
     const block = frame.raw.subarray(location.slot * size, (location.slot + 1) * size);
     if (frame.verified[location.slot] === 1) return block;
-    if (block.length !== size || !sha256(block).equals(location.hash)) {
+    // The header's hash must be the one metadata expects (its prefix), and the bytes
+    // must match the header's hash.
+    const expected = frame.hashes[location.slot];
+    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || !sha256(block).equals(expected)) {
       this.noteCorrupt(location.chunkId);
       this.frameCache.delete(location.frameId);
       throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
@@ -167,5 +172,36 @@ export class PoolContext {
     }
     frame.verified[location.slot] = 1;
     return block;
+  }
+
+  /**
+   * The full SHA-256 of a dedup candidate, read from its frame header (cached by frame),
+   * or null when the header cannot be read or verified: such a candidate is not shared.
+   */
+  async candidateHash(candidate: ChunkCandidate): Promise<Buffer | null> {
+    const { location } = candidate;
+    let hashes = this.frameHashes.get(location.frameId);
+    if (hashes !== undefined) {
+      this.frameHashes.delete(location.frameId);
+    } else {
+      const cached = this.frameCache.peek(location.frameId);
+      if (cached !== undefined) {
+        hashes = cached.hashes;
+      } else {
+        const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * candidate.frameChunks);
+        try {
+          hashes = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashes;
+        } catch (error) {
+          if (isStrataError(error)) return null;
+          throw error;
+        }
+      }
+    }
+    this.frameHashes.set(location.frameId, hashes);
+    for (const frameId of this.frameHashes.keys()) {
+      if (this.frameHashes.size <= limits.frameHeaderCacheEntries) break;
+      this.frameHashes.delete(frameId);
+    }
+    return hashes[location.slot] ?? null;
   }
 }

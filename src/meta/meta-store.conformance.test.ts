@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteMetaStore, ZERO_CHUNK, type MetaStore } from './index.js';
+import { hashPrefix, SqliteMetaStore, ZERO_CHUNK, type MetaStore } from './index.js';
 
 interface Driver {
   readonly name: string;
@@ -147,19 +147,99 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     expect(await store.repairFrameAndPackCounters(true)).toBe(0);
   });
 
-  it('finds chunks by their exact hash even when another shares its prefix', async () => {
+  it('offers every chunk sharing a hash prefix as a dedup candidate, with its location', async () => {
     const store = await driver.open();
     await store.commit({
       packs: [{ id: 1, state: 'open', bytes: 10 }],
       frames: [{ id: 1, packId: 1, offset: 0, length: 10, chunkCount: 2 }],
       chunks: [
         { id: 1, hash: hash(7, 1), frameId: 1, slot: 0, refs: 1 },
-        { id: 2, hash: hash(7, 2), frameId: 1, slot: 1, refs: 1 },
+        { id: 2, hash: hash(7, 2), frameId: 1, slot: 1, refs: 3 },
       ],
     });
-    const found = await store.findChunksByHash([hash(7, 2), hash(7, 3)]);
-    expect([...found.entries()]).toEqual([[hash(7, 2).toString('latin1'), { chunkId: 2, refs: 1 }]]);
-    expect((await store.chunksOfFrame(1, [hash(7, 1), hash(7, 2)])).map((c) => c.chunkId)).toEqual([1, 2]);
+    const found = await store.chunkCandidates([hash(7, 3), hash(8)]);
+    expect([...found.keys()]).toEqual([hash(7, 3).toString('latin1')]);
+    expect(found.get(hash(7, 3).toString('latin1'))!.map((c) => [c.chunkId, c.refs, c.location.slot, c.frameChunks])).toEqual([
+      [1, 1, 0, 2],
+      [2, 3, 1, 2],
+    ]);
+    expect(found.get(hash(7, 3).toString('latin1'))![0].location).toMatchObject({ frameId: 1, packId: 1, offset: 0, length: 10, hashPrefix: hashPrefix(hash(7)) });
+    // A frame's chunks are matched to the header's hashes by slot.
+    expect((await store.chunksOfFrame(1, [hash(7, 1), hash(7, 2)])).map((c) => [c.chunkId, c.hash])).toEqual([
+      [1, hash(7, 1)],
+      [2, hash(7, 2)],
+    ]);
+    expect(await store.chunksOfFrame(1, [hash(9), hash(9)])).toEqual([]);
+  });
+
+  it('stores runs of neighbouring blocks and answers per block across group edges and births', async () => {
+    const store = await driver.open();
+    const ids = Array.from({ length: 200 }, (_, index) => index + 1);
+    const volumeId = await volumeWithChunks(store, ids);
+    // Blocks 30..229 map chunks 1..200 at birth 1; then birth 2 punches holes, zeros and
+    // a rewritten chunk into the middle, across the 64-block group edge.
+    await store.commit({ extentWrites: ids.map((id) => ({ volumeId, block: 29 + id, birth: 1, chunk: id })) });
+    await store.commit({
+      extentWrites: [
+        { volumeId, block: 62, birth: 2, chunk: null },
+        { volumeId, block: 63, birth: 2, chunk: ZERO_CHUNK },
+        { volumeId, block: 64, birth: 2, chunk: 7 },
+        { volumeId, block: 500, birth: 2, chunk: 8 },
+      ],
+    });
+    const at = async (gen: number, first: number, count: number) =>
+      (await store.readExtents(volumeId, first, count, gen)).map((row) => [row.block, row.birth, row.chunk, row.location?.chunkId ?? null]);
+    expect(await at(1, 61, 5)).toEqual([
+      [61, 1, 32, 32],
+      [62, 1, 33, 33],
+      [63, 1, 34, 34],
+      [64, 1, 35, 35],
+      [65, 1, 36, 36],
+    ]);
+    expect(await at(2, 61, 5)).toEqual([
+      [61, 1, 32, 32],
+      [62, 2, null, null],
+      [63, 2, 0, null],
+      [64, 2, 7, 7],
+      [65, 1, 36, 36],
+    ]);
+    expect(await at(5, 228, 300)).toEqual([
+      [228, 1, 199, 199],
+      [229, 1, 200, 200],
+      [500, 2, 8, 8],
+    ]);
+    expect([...(await store.latestRows(volumeId, [29, 30, 63, 500])).values()]).toEqual([
+      { block: 30, birth: 1, chunk: 1 },
+      { block: 63, birth: 2, chunk: 0 },
+      { block: 500, birth: 2, chunk: 8 },
+    ]);
+    const born = await store.rowsBornIn(volumeId, 1, 2, null, 3);
+    expect(born).toEqual([
+      { block: 62, birth: 2, chunk: null },
+      { block: 63, birth: 2, chunk: 0 },
+      { block: 64, birth: 2, chunk: 7 },
+    ]);
+    expect(await store.rowsBornIn(volumeId, 1, 2, { birth: 2, block: 64 }, 3)).toEqual([{ block: 500, birth: 2, chunk: 8 }]);
+    expect([...(await store.blocksWithRowBornIn(volumeId, [61, 63, 500], 1, 2))].sort((a, b) => a - b)).toEqual([63, 500]);
+    expect(await store.rowsOfBlocksBornIn(volumeId, [64, 65], 0, 1)).toEqual([
+      { block: 64, birth: 1, chunk: 35 },
+      { block: 65, birth: 1, chunk: 36 },
+    ]);
+    expect((await store.rowsFrom(volumeId, 228, 1)).map((row) => row.block)).toEqual([229]);
+    expect((await store.rowsFrom(volumeId, 228, 2)).map((row) => row.block)).toEqual([229, 500]);
+    // Deleting every row of a group removes it; the neighbours stay.
+    await store.commit({ extentDeletes: [62, 63, 64].map((block) => ({ volumeId, block, birth: 2 })) });
+    expect(await at(2, 62, 3)).toEqual([
+      [62, 1, 33, 33],
+      [63, 1, 34, 34],
+      [64, 1, 35, 35],
+    ]);
+    expect(await store.rowsBornIn(volumeId, 1, 2, null, 10)).toEqual([{ block: 500, birth: 2, chunk: 8 }]);
+    const counted = await store.countRefsFromExtents(0, 300);
+    expect([counted.get(1), counted.get(8), counted.get(200)]).toEqual([1, 2, 1]);
+    expect(await store.danglingExtentRefs(10)).toEqual([]);
+    const usage = await store.volumeUsage(volumeId, 2);
+    expect(usage).toMatchObject({ mappedBlocks: 201, zeroBlocks: 0 });
   });
 
   it('applies a batch atomically: a failing batch changes nothing', async () => {

@@ -48,10 +48,20 @@ export interface ExtentRow {
   readonly chunk: ChunkRef;
 }
 
+/**
+ * The first four bytes of a chunk's SHA-256 as a signed 32-bit integer. Metadata keeps
+ * only this much of the hash (the whole hash is in the frame header, next to the bytes):
+ * it finds dedup candidates, which the engine confirms against the frame header, and it
+ * lets a read notice metadata that points at the wrong chunk.
+ */
+export function hashPrefix(hash: Uint8Array): number {
+  return ((hash[0] << 24) | (hash[1] << 16) | (hash[2] << 8) | hash[3]) | 0;
+}
+
 /** Where a chunk's bytes live, returned with extent rows so one query serves a read. */
 export interface ChunkLocation {
   readonly chunkId: number;
-  readonly hash: Buffer;
+  readonly hashPrefix: number;
   readonly frameId: number;
   readonly slot: number;
   readonly packId: number;
@@ -139,9 +149,13 @@ export interface MetaChanges {
   volumeUpdates?: { id: number; sizeBytes?: number; headGen?: number; name?: string; parentId?: null; parentGen?: null }[];
 }
 
-export interface ChunkRefCount {
+/** A chunk whose hash prefix matches; the full hash is in its frame header. */
+export interface ChunkCandidate {
   readonly chunkId: number;
   readonly refs: number;
+  readonly location: ChunkLocation;
+  /** Chunks in the candidate's frame: the header holds that many hashes. */
+  readonly frameChunks: number;
 }
 
 export interface PoolCounters {
@@ -193,15 +207,20 @@ export interface MetaStore {
     after: { birth: number; block: number } | null,
     limit: number,
   ): Promise<ExtentRow[]>;
-  /** Rows of the volume from block `afterBlock + 1` on, ascending by (block, birth). */
+  /** Rows of the volume from block `afterBlock + 1` on, ascending by (block, birth): at
+   *  least `limit` rows unless the map ends first, and never part of a block's rows. */
   rowsFrom(volumeId: number, afterBlock: number, limit: number): Promise<ExtentRow[]>;
   /** For each listed block, whether a row is born in (afterGen, upToGen]. */
   blocksWithRowBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<Set<number>>;
   /** The rows of the listed blocks born in (afterGen, upToGen]. */
   rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]>;
 
-  /** Chunks whose hash is one of `hashes`, keyed by the hash bytes as a latin1 string. */
-  findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>>;
+  /**
+   * For each hash, the chunks whose hash prefix matches it, keyed by the hash bytes as a
+   * latin1 string (hashes without candidates are absent). The caller confirms the full
+   * hash against the frame header before sharing a chunk.
+   */
+  chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>>;
   /** Reference count and share of stored frame bytes of each listed chunk that exists. */
   getChunkInfo(chunkIds: readonly number[]): Promise<Map<number, { refs: number; storedBytes: number }>>;
   /** Next free ids for frames and chunks; the single writer reserves ranges. */
@@ -212,7 +231,8 @@ export interface MetaStore {
   listPacks(): Promise<PackRecord[]>;
   /** Frames of a pack that still hold live chunks, ascending by offset. */
   liveFramesOfPack(packId: number): Promise<FrameRecord[]>;
-  /** Live chunks stored in a frame, found by the hashes its header lists. */
+  /** Live chunks stored in a frame, found by the hashes its header lists (in slot order);
+   *  each comes back with the header's hash for its slot. */
   chunksOfFrame(frameId: number, hashes: readonly Buffer[]): Promise<{ chunkId: number; slot: number; hash: Buffer }[]>;
   deletePackRecord(packId: number): Promise<void>;
   /** Largest end offset of any frame in each pack (live or not). */
@@ -223,7 +243,7 @@ export interface MetaStore {
   volumeUsage(volumeId: number, gen: number): Promise<{ mappedBlocks: number; zeroBlocks: number; uniqueChunks: number; sharedChunks: number; uniqueStoredBytes: number }>;
 
   /** Full scans used by check; streamed in pages to bound memory. */
-  scanChunks(afterId: number, limit: number): Promise<{ id: number; hash: Buffer; frameId: number; slot: number; refs: number }[]>;
+  scanChunks(afterId: number, limit: number): Promise<{ id: number; hashPrefix: number; frameId: number; slot: number; refs: number }[]>;
   scanFrames(afterId: number, limit: number): Promise<FrameRecord[]>;
   countRefsFromExtents(afterChunkId: number, limit: number): Promise<Map<number, number>>;
   danglingExtentRefs(limit: number): Promise<ExtentWrite[]>;

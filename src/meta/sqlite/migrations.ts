@@ -3,15 +3,18 @@
  * the number of migrations applied (PRAGMA user_version). Never edit a migration that
  * has shipped; add a new one.
  *
- * Extent rows are WITHOUT ROWID with the primary key (volume_id, block, birth): a read at
- * generation g is one range seek. The birth index serves snapshot deletion, rollback and
- * replication diffs, which must cost O(rows born in an interval), never O(volume size).
- * Those only ever enumerate rows born after some snapshot, and snapshot gens are >= 1,
- * so rows born at gen 0 or 1 (the bulk of a freshly imported disk) stay out of it.
+ * Extent rows are stored in groups (extent-groups.ts): one WITHOUT ROWID row per
+ * (volume_id, grp, birth) holding the runs of up to 64 neighbouring blocks born at that
+ * generation. A read at generation g is one range seek over the groups it touches. The
+ * birth index serves snapshot deletion, rollback and replication diffs, which must cost
+ * O(rows born in an interval), never O(volume size). Those only ever enumerate rows born
+ * after some snapshot, and snapshot gens are >= 1, so rows born at gen 0 or 1 (the bulk
+ * of a freshly imported disk) stay out of it.
  *
- * Chunks are found for dedup through an index on the first 8 bytes of their SHA-256,
- * and the full hash is compared on a hit: a quarter of the index size of a full-hash
- * index, and still exact.
+ * A chunk row keeps only the first 4 bytes of the chunk's SHA-256 (hash_prefix, a signed
+ * 32-bit integer, indexed for dedup look-ups); the whole hash lives in the frame header
+ * and the engine confirms it there. On the dedup corpus this keeps metadata near 2.5 %
+ * of stored bytes, against 6.4 % with the full hash and one row per block.
  */
 export const migrations: readonly string[] = [
   `
@@ -37,20 +40,20 @@ export const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE TABLE extent (
     volume_id INTEGER NOT NULL,
-    block INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
     birth INTEGER NOT NULL,
-    chunk INTEGER,
-    PRIMARY KEY (volume_id, block, birth)
+    runs BLOB NOT NULL,
+    PRIMARY KEY (volume_id, grp, birth)
   ) WITHOUT ROWID;
-  CREATE INDEX extent_birth ON extent(volume_id, birth, block) WHERE birth > 1;
+  CREATE INDEX extent_birth ON extent(volume_id, birth, grp) WHERE birth > 1;
   CREATE TABLE chunk (
     id INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL,
+    hash_prefix INTEGER NOT NULL,
     frame_id INTEGER NOT NULL,
     slot INTEGER NOT NULL,
     refs INTEGER NOT NULL
   );
-  CREATE INDEX chunk_hash_prefix ON chunk(substr(hash, 1, 8));
+  CREATE INDEX chunk_hash_prefix ON chunk(hash_prefix);
   CREATE TABLE frame (
     id INTEGER PRIMARY KEY,
     pack_id INTEGER NOT NULL,

@@ -10,21 +10,27 @@ import type { Database as Db, Statement } from 'better-sqlite3';
 import { StrataError, hostIoError } from '../../common/errors.js';
 import { assert } from '../../common/assert.js';
 import { limits } from '../../common/limits.js';
-import type {
-  ChunkRefCount,
-  ExtentRow,
-  ExtentWrite,
-  FrameRecord,
-  MappedExtent,
-  MetaChanges,
-  MetaStore,
-  PackRecord,
-  PackState,
-  PoolCounters,
-  PoolPolicy,
-  SnapshotRecord,
-  VolumeRecord,
+import {
+  hashPrefix,
+  ZERO_CHUNK,
+  type ChunkCandidate,
+  type ChunkLocation,
+  type ChunkRef,
+  type ExtentDelete,
+  type ExtentRow,
+  type ExtentWrite,
+  type FrameRecord,
+  type MappedExtent,
+  type MetaChanges,
+  type MetaStore,
+  type PackRecord,
+  type PackState,
+  type PoolCounters,
+  type PoolPolicy,
+  type SnapshotRecord,
+  type VolumeRecord,
 } from '../meta-store.js';
+import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
 import { migrations } from './migrations.js';
 
 interface VolumeRow {
@@ -67,6 +73,72 @@ function toFrame(row: FrameRow): FrameRecord {
     chunkCount: row.chunk_count,
     liveChunks: row.live_chunks,
   };
+}
+
+interface GroupRow {
+  grp: number;
+  birth: number;
+  runs: Buffer;
+}
+
+interface LocationRow {
+  id: number;
+  hash_prefix: number;
+  frame_id: number;
+  slot: number;
+  pack_id: number;
+  offset: number;
+  length: number;
+}
+
+function toLocation(row: LocationRow): ChunkLocation {
+  return {
+    chunkId: row.id,
+    hashPrefix: row.hash_prefix,
+    frameId: row.frame_id,
+    slot: row.slot,
+    packId: row.pack_id,
+    offset: row.offset,
+    length: row.length,
+  };
+}
+
+/** Chunk ids closer than this are located with one range query. */
+const locateGapMax = 32;
+
+/**
+ * Folds group rows (ascending by group, then birth) into the newest value and its birth
+ * per block of each group; births[slot] is -1 where no row sets the block.
+ */
+function foldGroups(rows: readonly GroupRow[], visit: (grp: number, slots: GroupSlots, births: number[]) => void): void {
+  let index = 0;
+  while (index < rows.length) {
+    const grp = rows[index].grp;
+    const slots = emptySlots();
+    const births = new Array<number>(groupBlocks).fill(-1);
+    for (; index < rows.length && rows[index].grp === grp; index += 1) {
+      const birth = rows[index].birth;
+      forEachRun(rows[index].runs, (slot, length, first) => {
+        for (let offset = 0; offset < length; offset += 1) {
+          slots[slot + offset] = first === null || first === 0 ? first : first + offset;
+          births[slot + offset] = birth;
+        }
+      });
+    }
+    visit(grp, slots, births);
+  }
+}
+
+/** The block rows one group row stands for, ascending by block. */
+function expandRow(row: GroupRow): ExtentRow[] {
+  const result: ExtentRow[] = [];
+  const base = row.grp * groupBlocks;
+  forEachRun(row.runs, (slot, length, first) => {
+    for (let offset = 0; offset < length; offset += 1) {
+      result.push({ block: base + slot + offset, birth: row.birth, chunk: first === null || first === 0 ? first : first + offset });
+    }
+  });
+  return result;
 }
 
 /** Thrown inside a transaction to roll it back on purpose (check without repair). */
@@ -258,69 +330,65 @@ export class SqliteMetaStore implements MetaStore {
 
   readExtents(volumeId: number, firstBlock: number, count: number, gen: number): Promise<MappedExtent[]> {
     return this.run('reading the extent map', () => {
+      const end = firstBlock + count;
       const rows = this.sql(
-        `SELECT e.block, e.birth, e.chunk, c.hash, c.frame_id, c.slot, f.pack_id, f.offset, f.length
-           FROM extent e
-           LEFT JOIN chunk c ON c.id = e.chunk
-           LEFT JOIN frame f ON f.id = c.frame_id
-          WHERE e.volume_id = ? AND e.block >= ? AND e.block < ? AND e.birth <= ?
-          ORDER BY e.block, e.birth`,
-      ).all(volumeId, firstBlock, firstBlock + count, gen) as {
-        block: number;
-        birth: number;
-        chunk: number | null;
-        hash: Buffer | null;
-        frame_id: number | null;
-        slot: number | null;
-        pack_id: number | null;
-        offset: number | null;
-        length: number | null;
-      }[];
-      const result: MappedExtent[] = [];
-      for (const row of rows) {
-        const location =
-          row.chunk !== null && row.chunk > 0 && row.hash !== null
-            ? {
-                chunkId: row.chunk,
-                hash: row.hash,
-                frameId: row.frame_id as number,
-                slot: row.slot as number,
-                packId: row.pack_id as number,
-                offset: row.offset as number,
-                length: row.length as number,
-              }
-            : null;
-        const extent = { block: row.block, birth: row.birth, chunk: row.chunk, location };
-        // Rows come in ascending birth per block: the last one of each block wins.
-        if (result.length > 0 && result[result.length - 1].block === row.block) result[result.length - 1] = extent;
-        else result.push(extent);
-      }
-      return result;
+        `SELECT grp, birth, runs FROM extent
+          WHERE volume_id = ? AND grp >= ? AND grp <= ? AND birth <= ? ORDER BY grp, birth`,
+      ).all(volumeId, groupOf(firstBlock), groupOf(end - 1), gen) as GroupRow[];
+      const visible: ExtentRow[] = [];
+      foldGroups(rows, (grp, slots, births) => {
+        const base = grp * groupBlocks;
+        const last = Math.min(groupBlocks, end - base);
+        for (let slot = Math.max(0, firstBlock - base); slot < last; slot += 1) {
+          if (births[slot] >= 0) visible.push({ block: base + slot, birth: births[slot], chunk: slots[slot] as ChunkRef });
+        }
+      });
+      const locations = this.locate(visible.map((row) => row.chunk));
+      return visible.map((row) => ({ ...row, location: row.chunk !== null && row.chunk > 0 ? locations.get(row.chunk) ?? null : null }));
     });
+  }
+
+  /** Locations of the listed chunks that exist, one range query per cluster of ids. */
+  private locate(chunks: readonly ChunkRef[]): Map<number, ChunkLocation> {
+    const ids = [...new Set(chunks.filter((chunk): chunk is number => chunk !== null && chunk > 0))].sort((a, b) => a - b);
+    const result = new Map<number, ChunkLocation>();
+    const statement = this.sql(
+      `SELECT c.id, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length
+         FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ?`,
+    );
+    for (let index = 0; index < ids.length; ) {
+      let last = index;
+      while (last + 1 < ids.length && ids[last + 1] - ids[last] <= locateGapMax) last += 1;
+      for (const row of statement.all(ids[index], ids[last]) as LocationRow[]) result.set(row.id, toLocation(row));
+      index = last + 1;
+    }
+    return result;
   }
 
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>> {
     return this.run('reading the extent map', () => {
       const result = new Map<number, ExtentRow>();
       if (blocks.length === 0) return result;
-      const low = Math.min(...blocks);
-      const high = Math.max(...blocks);
-      if (high - low < 4 * blocks.length) {
-        // Dense (a sequential write): one range scan instead of a seek per block.
-        const wanted = new Set(blocks);
-        const rows = this.sql(
-          'SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block >= ? AND block <= ? ORDER BY block, birth',
-        ).all(volumeId, low, high) as ExtentRow[];
-        for (const row of rows) if (wanted.has(row.block)) result.set(row.block, row);
-        return result;
+      const groups = [...new Set(blocks.map(groupOf))].sort((a, b) => a - b);
+      let rows: GroupRow[];
+      if (groups[groups.length - 1] - groups[0] < 4 * groups.length) {
+        // Dense (a sequential write): one range scan instead of a seek per group.
+        rows = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp >= ? AND grp <= ? ORDER BY grp, birth').all(
+          volumeId,
+          groups[0],
+          groups[groups.length - 1],
+        ) as GroupRow[];
+      } else {
+        const statement = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp = ? ORDER BY birth');
+        rows = groups.flatMap((grp) => statement.all(volumeId, grp) as GroupRow[]);
       }
-      const statement = this.sql(
-        'SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block = ? ORDER BY birth DESC LIMIT 1',
-      );
-      for (const block of blocks) {
-        const row = statement.get(volumeId, block) as ExtentRow | undefined;
-        if (row) result.set(block, row);
-      }
+      const wanted = new Set(blocks);
+      foldGroups(rows, (grp, slots, births) => {
+        for (let slot = 0; slot < groupBlocks; slot += 1) {
+          const block = grp * groupBlocks + slot;
+          if (births[slot] >= 0 && wanted.has(block)) result.set(block, { block, birth: births[slot], chunk: slots[slot] as ChunkRef });
+        }
+      });
       return result;
     });
   }
@@ -334,50 +402,87 @@ export class SqliteMetaStore implements MetaStore {
   ): Promise<ExtentRow[]> {
     return this.run('reading the extent map', () => {
       assert(afterGen >= 1, 'rows born at gen 0 or 1 are not indexed by birth');
-      const cursor = after ?? { birth: afterGen, block: Number.MAX_SAFE_INTEGER };
-      return this.sql(
-        `SELECT block, birth, chunk FROM extent INDEXED BY extent_birth
-          WHERE volume_id = ? AND birth > 1 AND birth <= ? AND (birth > ? OR (birth = ? AND block > ?))
-          ORDER BY birth, block LIMIT ?`,
-      ).all(volumeId, upToGen, cursor.birth, cursor.birth, cursor.block, limit) as ExtentRow[];
+      const statement = this.sql(
+        `SELECT grp, birth, runs FROM extent INDEXED BY extent_birth
+          WHERE volume_id = ? AND birth > 1 AND birth <= ? AND (birth > ? OR (birth = ? AND grp >= ?))
+          ORDER BY birth, grp LIMIT ?`,
+      );
+      const result: ExtentRow[] = [];
+      let key = after === null ? { birth: afterGen, grp: Number.MAX_SAFE_INTEGER } : { birth: after.birth, grp: groupOf(after.block) };
+      for (;;) {
+        const rows = statement.all(volumeId, upToGen, key.birth, key.birth, key.grp, limit) as GroupRow[];
+        for (const row of rows) {
+          for (const extent of expandRow(row)) {
+            if (after !== null && extent.birth === after.birth && extent.block <= after.block) continue;
+            result.push(extent);
+            if (result.length === limit) return result;
+          }
+        }
+        if (rows.length < limit) return result;
+        const last = rows[rows.length - 1];
+        key = { birth: last.birth, grp: last.grp + 1 };
+      }
     });
   }
 
   rowsFrom(volumeId: number, afterBlock: number, limit: number): Promise<ExtentRow[]> {
     return this.run('reading the extent map', () => {
-      return this.sql(
-        'SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block > ? ORDER BY block, birth LIMIT ?',
-      ).all(volumeId, afterBlock, limit) as ExtentRow[];
+      const next = this.sql('SELECT MIN(grp) AS grp FROM extent WHERE volume_id = ? AND grp >= ?');
+      const window = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp >= ? AND grp < ? ORDER BY grp, birth');
+      const windowGroups = Math.max(1, Math.ceil(limit / groupBlocks));
+      const result: ExtentRow[] = [];
+      let grp = groupOf(afterBlock + 1);
+      while (result.length < limit) {
+        const first = (next.get(volumeId, grp) as { grp: number | null }).grp;
+        if (first === null) break;
+        const rows = window.all(volumeId, first, first + windowGroups) as GroupRow[];
+        const extents = rows.flatMap(expandRow).filter((row) => row.block > afterBlock);
+        extents.sort((a, b) => a.block - b.block || a.birth - b.birth);
+        result.push(...extents);
+        grp = first + windowGroups;
+      }
+      return result;
     });
   }
 
   blocksWithRowBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<Set<number>> {
     return this.run('reading the extent map', () => {
-      const statement = this.sql(
-        'SELECT 1 FROM extent WHERE volume_id = ? AND block = ? AND birth > ? AND birth <= ? LIMIT 1',
-      );
-      const result = new Set<number>();
-      for (const block of blocks) if (statement.get(volumeId, block, afterGen, upToGen)) result.add(block);
-      return result;
+      const wanted = new Set(blocks);
+      return new Set(this.rowsOfGroupsBornIn(volumeId, blocks, afterGen, upToGen).filter((row) => wanted.has(row.block)).map((row) => row.block));
     });
   }
 
   rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]> {
     return this.run('reading the extent map', () => {
-      const statement = this.sql('SELECT block, birth, chunk FROM extent WHERE volume_id = ? AND block = ? AND birth > ? AND birth <= ?');
-      const result: ExtentRow[] = [];
-      for (const block of blocks) result.push(...(statement.all(volumeId, block, afterGen, upToGen) as ExtentRow[]));
-      return result;
+      const wanted = new Set(blocks);
+      return this.rowsOfGroupsBornIn(volumeId, blocks, afterGen, upToGen).filter((row) => wanted.has(row.block));
     });
   }
 
-  findChunksByHash(hashes: readonly Buffer[]): Promise<Map<string, ChunkRefCount>> {
+  /** Every row born in (afterGen, upToGen] of the groups holding the listed blocks. */
+  private rowsOfGroupsBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): ExtentRow[] {
+    const statement = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp = ? AND birth > ? AND birth <= ?');
+    const result: ExtentRow[] = [];
+    for (const grp of new Set(blocks.map(groupOf))) {
+      for (const row of statement.all(volumeId, grp, afterGen, upToGen) as GroupRow[]) result.push(...expandRow(row));
+    }
+    return result;
+  }
+
+  chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>> {
     return this.run('looking up chunk hashes', () => {
-      const statement = this.sql('SELECT id, refs FROM chunk WHERE substr(hash, 1, 8) = ? AND hash = ? LIMIT 1');
-      const result = new Map<string, ChunkRefCount>();
+      const statement = this.sql(
+        `SELECT c.id, c.refs, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
+           FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ?`,
+      );
+      const result = new Map<string, ChunkCandidate[]>();
       for (const hash of hashes) {
-        const row = statement.get(hash.subarray(0, 8), hash) as { id: number; refs: number } | undefined;
-        if (row) result.set(hash.toString('latin1'), { chunkId: row.id, refs: row.refs });
+        const rows = statement.all(hashPrefix(hash)) as (LocationRow & { refs: number; chunk_count: number })[];
+        if (rows.length === 0) continue;
+        result.set(
+          hash.toString('latin1'),
+          rows.map((row) => ({ chunkId: row.id, refs: row.refs, location: toLocation(row), frameChunks: row.chunk_count })),
+        );
       }
       return result;
     });
@@ -431,18 +536,15 @@ export class SqliteMetaStore implements MetaStore {
       );
     }
     for (const chunk of changes.chunks ?? []) {
-      this.sql('INSERT INTO chunk (id, hash, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(
+      this.sql('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(
         chunk.id,
-        chunk.hash,
+        hashPrefix(chunk.hash),
         chunk.frameId,
         chunk.slot,
         chunk.refs,
       );
     }
-    const deleteExtent = this.sql('DELETE FROM extent WHERE volume_id = ? AND block = ? AND birth = ?');
-    for (const row of changes.extentDeletes ?? []) deleteExtent.run(row.volumeId, row.block, row.birth);
-    const writeExtent = this.sql('INSERT OR REPLACE INTO extent (volume_id, block, birth, chunk) VALUES (?, ?, ?, ?)');
-    for (const row of changes.extentWrites ?? []) writeExtent.run(row.volumeId, row.block, row.birth, row.chunk);
+    this.applyExtentChanges(changes.extentDeletes ?? [], changes.extentWrites ?? []);
     for (const move of changes.chunkMoves ?? []) this.moveChunk(move.chunkId, move.frameId, move.slot);
     for (const [chunkId, delta] of changes.refDeltas ?? []) {
       if (delta !== 0) this.adjustRefs(chunkId, delta);
@@ -454,6 +556,33 @@ export class SqliteMetaStore implements MetaStore {
     for (const record of changes.poolValues ?? []) {
       if (record.value === null) this.sql('DELETE FROM pool WHERE key = ?').run(record.key);
       else this.sql('INSERT OR REPLACE INTO pool (key, value) VALUES (?, ?)').run(record.key, record.value);
+    }
+  }
+
+  /** Block-row deletes then writes, folded into one rewrite per touched group row. */
+  private applyExtentChanges(deletes: readonly ExtentDelete[], writes: readonly ExtentWrite[]): void {
+    if (deletes.length === 0 && writes.length === 0) return;
+    const read = this.sql('SELECT runs FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
+    const touched = new Map<string, { volumeId: number; grp: number; birth: number; slots: GroupSlots }>();
+    const slotsOf = (volumeId: number, block: number, birth: number): GroupSlots => {
+      const grp = groupOf(block);
+      const key = `${volumeId}:${grp}:${birth}`;
+      let entry = touched.get(key);
+      if (entry === undefined) {
+        const row = read.get(volumeId, grp, birth) as { runs: Buffer } | undefined;
+        entry = { volumeId, grp, birth, slots: row ? decodeGroup(row.runs) : emptySlots() };
+        touched.set(key, entry);
+      }
+      return entry.slots;
+    };
+    for (const row of deletes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = undefined;
+    for (const row of writes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = row.chunk;
+    const write = this.sql('INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES (?, ?, ?, ?)');
+    const remove = this.sql('DELETE FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
+    for (const entry of touched.values()) {
+      const runs = encodeGroup(entry.slots);
+      if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
+      else write.run(entry.volumeId, entry.grp, entry.birth, runs);
     }
   }
 
@@ -529,17 +658,16 @@ export class SqliteMetaStore implements MetaStore {
 
   chunksOfFrame(frameId: number, hashes: readonly Buffer[]): Promise<{ chunkId: number; slot: number; hash: Buffer }[]> {
     return this.run('listing chunks of a frame', () => {
-      const statement = this.sql('SELECT id, slot, hash FROM chunk WHERE substr(hash, 1, 8) = ? AND frame_id = ?');
-      const seen = new Set<number>();
-      const result: { chunkId: number; slot: number; hash: Buffer }[] = [];
-      for (const hash of hashes) {
-        for (const row of statement.all(hash.subarray(0, 8), frameId) as { id: number; slot: number; hash: Buffer }[]) {
-          if (seen.has(row.id) || !row.hash.equals(hash)) continue;
-          seen.add(row.id);
-          result.push({ chunkId: row.id, slot: row.slot, hash: row.hash });
+      const statement = this.sql('SELECT id, slot, hash_prefix FROM chunk WHERE hash_prefix = ? AND frame_id = ?');
+      const bySlot = new Map<number, { chunkId: number; slot: number; hash: Buffer }>();
+      for (const prefix of new Set(hashes.map(hashPrefix))) {
+        for (const row of statement.all(prefix, frameId) as { id: number; slot: number; hash_prefix: number }[]) {
+          const hash = hashes[row.slot];
+          if (hash === undefined || hashPrefix(hash) !== row.hash_prefix) continue;
+          bySlot.set(row.slot, { chunkId: row.id, slot: row.slot, hash });
         }
       }
-      return result.sort((a, b) => a.slot - b.slot);
+      return [...bySlot.values()].sort((a, b) => a.slot - b.slot);
     });
   }
 
@@ -587,37 +715,94 @@ export class SqliteMetaStore implements MetaStore {
     gen: number,
   ): Promise<{ mappedBlocks: number; zeroBlocks: number; uniqueChunks: number; sharedChunks: number; uniqueStoredBytes: number }> {
     return this.run('measuring volume usage', () => {
-      const visible = this.sql(
-        `SELECT SUM(CASE WHEN chunk > 0 THEN 1 ELSE 0 END) AS mapped, SUM(CASE WHEN chunk = 0 THEN 1 ELSE 0 END) AS zero
-           FROM extent e
-          WHERE volume_id = ? AND birth = (SELECT MAX(birth) FROM extent x WHERE x.volume_id = e.volume_id AND x.block = e.block AND x.birth <= ?)`,
-      ).get(volumeId, gen) as { mapped: number | null; zero: number | null };
-      const sharing = this.sql(
-        `SELECT SUM(CASE WHEN u.n = c.refs THEN 1 ELSE 0 END) AS uniq,
-                SUM(CASE WHEN u.n < c.refs THEN 1 ELSE 0 END) AS shared,
-                SUM(CASE WHEN u.n = c.refs THEN f.length * 1.0 / f.chunk_count ELSE 0 END) AS uniq_bytes
-           FROM (SELECT chunk, COUNT(*) AS n FROM extent WHERE volume_id = ? AND chunk > 0 GROUP BY chunk) u
-           JOIN chunk c ON c.id = u.chunk JOIN frame f ON f.id = c.frame_id`,
-      ).get(volumeId) as { uniq: number | null; shared: number | null; uniq_bytes: number | null };
-      return {
-        mappedBlocks: visible.mapped ?? 0,
-        zeroBlocks: visible.zero ?? 0,
-        uniqueChunks: sharing.uniq ?? 0,
-        sharedChunks: sharing.shared ?? 0,
-        uniqueStoredBytes: Math.round(sharing.uniq_bytes ?? 0),
-      };
+      let mappedBlocks = 0;
+      let zeroBlocks = 0;
+      // Every run of chunk ids any row of the volume holds, as +1/-1 events.
+      const events: number[][] = [];
+      for (const page of this.extentPages(volumeId)) {
+        foldGroups(
+          page.filter((row) => row.birth <= gen),
+          (_grp, slots, births) => {
+            for (let slot = 0; slot < groupBlocks; slot += 1) {
+              if (births[slot] < 0) continue;
+              const chunk = slots[slot] as ChunkRef;
+              if (chunk === ZERO_CHUNK) zeroBlocks += 1;
+              else if (chunk !== null) mappedBlocks += 1;
+            }
+          },
+        );
+        for (const row of page) {
+          forEachRun(row.runs, (_slot, length, first) => {
+            if (first !== null && first > 0) events.push([first, 1], [first + length, -1]);
+          });
+        }
+      }
+      // Sweep the events: each stretch of ids has a constant count of references from
+      // this volume; a chunk is unique to the volume when that count is all its refs.
+      events.sort((a, b) => a[0] - b[0]);
+      const statement = this.sql(
+        `SELECT c.refs, f.length * 1.0 / f.chunk_count AS stored FROM chunk c JOIN frame f ON f.id = c.frame_id
+          WHERE c.id >= ? AND c.id < ?`,
+      );
+      let uniqueChunks = 0;
+      let sharedChunks = 0;
+      let uniqueStoredBytes = 0;
+      let depth = 0;
+      for (let index = 0; index < events.length; index += 1) {
+        depth += events[index][1];
+        const from = events[index][0];
+        const to = index + 1 < events.length ? events[index + 1][0] : from;
+        if (depth <= 0 || to <= from) continue;
+        for (const row of statement.all(from, to) as { refs: number; stored: number }[]) {
+          if (row.refs === depth) {
+            uniqueChunks += 1;
+            uniqueStoredBytes += row.stored;
+          } else if (row.refs > depth) {
+            sharedChunks += 1;
+          }
+        }
+      }
+      return { mappedBlocks, zeroBlocks, uniqueChunks, sharedChunks, uniqueStoredBytes: Math.round(uniqueStoredBytes) };
     });
   }
 
-  scanChunks(afterId: number, limit: number): Promise<{ id: number; hash: Buffer; frameId: number; slot: number; refs: number }[]> {
+  /**
+   * All group rows (of one volume, or of the pool), in pages by primary key so nothing
+   * holds the statement open between pages and memory stays bounded by the page.
+   */
+  private *extentPages(volumeId?: number): Generator<(GroupRow & { volume_id: number })[]> {
+    const statement = this.sql(
+      `SELECT volume_id, grp, birth, runs FROM extent
+        WHERE (volume_id, grp, birth) > (?, ?, ?) AND (? IS NULL OR volume_id = ?)
+        ORDER BY volume_id, grp, birth LIMIT ?`,
+    );
+    let key = [volumeId ?? -1, -1, -1];
+    for (;;) {
+      const page = statement.all(...key, volumeId ?? null, volumeId ?? null, limits.extentBatchRowsMax) as (GroupRow & { volume_id: number })[];
+      if (page.length === 0) return;
+      // A page may end inside a group's births; fold only whole groups per page.
+      let cut = page.length;
+      if (page.length === limits.extentBatchRowsMax) {
+        const last = page[page.length - 1];
+        while (cut > 0 && page[cut - 1].volume_id === last.volume_id && page[cut - 1].grp === last.grp) cut -= 1;
+        if (cut === 0) cut = page.length;
+      }
+      const whole = page.slice(0, cut);
+      yield whole;
+      const last = whole[whole.length - 1];
+      key = [last.volume_id, last.grp, last.birth];
+    }
+  }
+
+  scanChunks(afterId: number, limit: number): Promise<{ id: number; hashPrefix: number; frameId: number; slot: number; refs: number }[]> {
     return this.run('scanning chunks', () =>
-      (this.sql('SELECT id, hash, frame_id, slot, refs FROM chunk WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as {
+      (this.sql('SELECT id, hash_prefix, frame_id, slot, refs FROM chunk WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as {
         id: number;
-        hash: Buffer;
+        hash_prefix: number;
         frame_id: number;
         slot: number;
         refs: number;
-      }[]).map((row) => ({ id: row.id, hash: row.hash, frameId: row.frame_id, slot: row.slot, refs: row.refs })),
+      }[]).map((row) => ({ id: row.id, hashPrefix: row.hash_prefix, frameId: row.frame_id, slot: row.slot, refs: row.refs })),
     );
   }
 
@@ -634,26 +819,44 @@ export class SqliteMetaStore implements MetaStore {
       const ids = this.sql('SELECT id FROM chunk WHERE id > ? ORDER BY id LIMIT ?').pluck().all(afterChunkId, limit) as number[];
       const result = new Map<number, number>(ids.map((id) => [id, 0]));
       if (ids.length === 0) return result;
-      const rows = this.sql(
-        'SELECT chunk, COUNT(*) AS n FROM extent WHERE chunk > ? AND chunk <= ? GROUP BY chunk',
-      ).all(afterChunkId, ids[ids.length - 1]) as { chunk: number; n: number }[];
-      for (const row of rows) result.set(row.chunk, row.n);
+      const low = afterChunkId + 1;
+      const high = ids[ids.length - 1];
+      for (const page of this.extentPages()) {
+        for (const row of page) {
+          forEachRun(row.runs, (_slot, length, first) => {
+            if (first === null || first === 0) return;
+            for (let id = Math.max(first, low); id <= Math.min(first + length - 1, high); id += 1) {
+              const count = result.get(id);
+              if (count !== undefined) result.set(id, count + 1);
+            }
+          });
+        }
+      }
       return result;
     });
   }
 
   danglingExtentRefs(limit: number): Promise<ExtentWrite[]> {
-    return this.run('finding dangling references', () =>
-      (this.sql(
-        `SELECT e.volume_id, e.block, e.birth, e.chunk FROM extent e
-          WHERE e.chunk > 0 AND NOT EXISTS (SELECT 1 FROM chunk c WHERE c.id = e.chunk) LIMIT ?`,
-      ).all(limit) as { volume_id: number; block: number; birth: number; chunk: number }[]).map((row) => ({
-        volumeId: row.volume_id,
-        block: row.block,
-        birth: row.birth,
-        chunk: row.chunk,
-      })),
-    );
+    return this.run('finding dangling references', () => {
+      const count = this.sql('SELECT COUNT(*) FROM chunk WHERE id >= ? AND id < ?').pluck();
+      const exists = this.sql('SELECT 1 FROM chunk WHERE id = ?').pluck();
+      const result: ExtentWrite[] = [];
+      for (const page of this.extentPages()) {
+        for (const row of page) {
+          forEachRun(row.runs, (slot, length, first) => {
+            if (first === null || first === 0 || result.length >= limit) return;
+            if ((count.get(first, first + length) as number) === length) return;
+            for (let index = 0; index < length && result.length < limit; index += 1) {
+              if (exists.get(first + index) === undefined) {
+                result.push({ volumeId: row.volume_id, block: row.grp * groupBlocks + slot + index, birth: row.birth, chunk: first + index });
+              }
+            }
+          });
+        }
+        if (result.length >= limit) break;
+      }
+      return result;
+    });
   }
 
   repairChunkRefs(fixes: Map<number, number>): Promise<void> {
