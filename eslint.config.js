@@ -22,4 +22,22 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    files: ['src/protocol/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/engine/**', '**/meta/**', '**/chunks/**', '**/api/**', '**/vm/**', '**/cli/**', '**/daemon/**', '**/replication/**'], message: 'protocol codecs import only src/common (see docs/design.md)' }] },
+      ],
+    },
+  },
+  {
+    files: ['src/nbd/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/api/**', '**/vm/**', '**/cli/**', '**/daemon/**'], message: 'the NBD server must not import the layers above it (see docs/design.md)' }] },
+      ],
+    },
+  },
 );

@@ -12,6 +12,7 @@ import { exitCodeFor, exitCodes } from './exit-codes.js';
 import { bytes, ratio, table } from './format.js';
 import { exportImage, importImage } from './image-transfer.js';
 import { progressBar } from './progress.js';
+import { serveCommand } from './serve-command.js';
 
 interface GlobalOptions {
   pool: string;
@@ -247,6 +248,7 @@ export function buildProgram(): Command {
   poolCommands(program);
   volumeCommands(program);
   snapshotCommands(program);
+  serveCommand(program);
   return program;
 }
 

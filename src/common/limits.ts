@@ -48,6 +48,26 @@ export const limits = {
   compactIntervalMs: 60_000,
   /** Reading a pack frame header: a frame never claims more chunks than this. */
   frameChunksMax: 256,
+  /** NBD: open connections per server; more are refused at accept. */
+  nbdConnectionsMax: 256,
+  /** NBD: requests of one connection being served at once; reading pauses beyond. */
+  nbdRequestsInFlightMax: 64,
+  /** NBD: payload bytes of one connection's requests being served at once. */
+  nbdBytesInFlightMax: 128 * MiB,
+  /** NBD: reply bytes queued for a slow client before its requests stop being read. */
+  nbdReplyBacklogBytesMax: 64 * MiB,
+  /** NBD: largest READ or WRITE payload (advertised as the maximum block size). */
+  nbdPayloadBytesMax: 32 * MiB,
+  /** NBD: largest option payload read during the handshake. */
+  nbdOptionBytesMax: 64 * KiB,
+  /** NBD: options one handshake may send before the server gives up on it. */
+  nbdOptionsMax: 256,
+  /** NBD: time a client has to finish the handshake (TLS included). */
+  nbdHandshakeTimeoutMs: 30_000,
+  /** NBD: extents in one BLOCK_STATUS reply. */
+  nbdBlockStatusExtentsMax: 1024,
+  /** NBD: bytes read ahead per piece for a CACHE request. */
+  nbdCachePieceBytes: 4 * MiB,
 } as const;
 
 export type Limits = typeof limits;

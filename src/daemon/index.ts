@@ -1,6 +1,7 @@
 /*
  * daemon: the composition root, the only place that picks concrete drivers (MetaStore,
- * ChunkStore) and wires engine, NBD server, API and VMs together. Not built yet: until
- * it is, the CLI opens pools directly.
+ * ChunkStore) and wires engine, NBD server, API and VMs together. Imported only by the
+ * CLI (`strata serve`).
  */
-export {};
+export { startDaemon, parseHostPort, poolDir, defaultNbdAddress, defaultPoolName } from './daemon.js';
+export type { DaemonOptions, RunningDaemon } from './daemon.js';

@@ -1,0 +1,140 @@
+/*
+ * Exact-length reads over a stream socket. The NBD parsers ask for "the next n bytes"
+ * (a 16-byte option header, a 28-byte request, a write payload); this buffers what the
+ * socket delivers and hands out exactly that much. Flow control: once more than
+ * `highWaterBytes` wait unread, the socket is paused, so a client that floods requests
+ * cannot grow the server's memory. After end or error every pending and later read
+ * rejects with a ConnectionClosed.
+ */
+import type { Duplex } from 'node:stream';
+
+export class ConnectionClosed extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'ConnectionClosed';
+  }
+}
+
+interface PendingRead {
+  readonly length: number;
+  readonly resolve: (bytes: Buffer) => void;
+  readonly reject: (error: Error) => void;
+}
+
+export class SocketReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private pending: PendingRead | null = null;
+  private closed: ConnectionClosed | null = null;
+  private readonly onData = (chunk: Buffer) => this.push(chunk);
+  private readonly onEnd = () => this.close('the client closed the connection');
+  private readonly onError = (error: Error) => this.close(`socket error: ${error.message}`);
+
+  constructor(
+    private stream: Duplex,
+    private readonly highWaterBytes: number,
+  ) {
+    this.attach(stream);
+  }
+
+  /** Bytes received and not yet read. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Resolves with exactly `length` bytes (one read at a time). */
+  read(length: number): Promise<Buffer> {
+    if (this.pending) return Promise.reject(new Error('a read is already pending'));
+    if (length === 0) return Promise.resolve(Buffer.alloc(0));
+    if (this.buffered >= length) return Promise.resolve(this.take(length));
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      this.pending = { length, resolve, reject };
+      this.stream.resume();
+    });
+  }
+
+  /** Reads and drops `length` bytes in bounded pieces (a rejected write's payload). */
+  async discard(length: number): Promise<void> {
+    let left = length;
+    while (left > 0) {
+      const piece = Math.min(left, this.highWaterBytes);
+      await this.read(piece);
+      left -= piece;
+    }
+  }
+
+  /**
+   * Moves to another stream over the same connection (the TLS socket after STARTTLS).
+   * Nothing may be buffered: the client waits for the ACK before its TLS handshake.
+   */
+  switchTo(stream: Duplex): void {
+    this.detach();
+    this.stream = stream;
+    this.attach(stream);
+  }
+
+  /** Stops reading from the socket without closing it. */
+  detach(): void {
+    this.stream.off('data', this.onData);
+    this.stream.off('end', this.onEnd);
+    this.stream.off('error', this.onError);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = new ConnectionClosed(reason);
+    const pending = this.pending;
+    this.pending = null;
+    pending?.reject(this.closed);
+  }
+
+  private attach(stream: Duplex): void {
+    stream.on('data', this.onData);
+    stream.on('end', this.onEnd);
+    stream.on('error', this.onError);
+  }
+
+  private push(chunk: Buffer): void {
+    if (this.closed) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const pending = this.pending;
+    if (pending && this.buffered >= pending.length) {
+      this.pending = null;
+      pending.resolve(this.take(pending.length));
+    }
+    if (this.buffered > this.highWaterBytes && (!this.pending || this.buffered >= this.pending.length)) this.stream.pause();
+  }
+
+  private take(length: number): Buffer {
+    this.buffered -= length;
+    const first = this.chunks[0];
+    if (first.length === length) {
+      this.chunks.shift();
+      this.maybeResume();
+      return first;
+    }
+    if (first.length > length) {
+      this.chunks[0] = first.subarray(length);
+      this.maybeResume();
+      return first.subarray(0, length);
+    }
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const chunk = this.chunks[0];
+      const used = Math.min(chunk.length, length - filled);
+      chunk.copy(out, filled, 0, used);
+      filled += used;
+      if (used === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(used);
+    }
+    this.maybeResume();
+    return out;
+  }
+
+  private maybeResume(): void {
+    if (this.buffered <= this.highWaterBytes && !this.closed) this.stream.resume();
+  }
+}

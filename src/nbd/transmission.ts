@@ -1,0 +1,253 @@
+/*
+ * The transmission phase: read a request (and a WRITE's payload), start serving it, and
+ * read the next one while it runs, within the connection's limits on requests and bytes
+ * in flight and on replies queued for a slow reader. Replies go out as requests finish,
+ * in any order (the cookie pairs them). DISC waits for everything in flight.
+ *
+ * Validation happens here, at the edge: unknown commands and flags, flags a command does
+ * not take, ranges past the end (reads EINVAL, writes ENOSPC as the spec asks), writes to
+ * a read-only export (EPERM). A WRITE that is refused still has its payload read, so the
+ * stream stays in step.
+ */
+import { limits as defaultLimits } from '../common/limits.js';
+import type { BlockExtent } from '../engine/index.js';
+import {
+  NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_CACHE,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_DF,
+  NBD_CMD_FLAG_FAST_ZERO,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL,
+  NBD_ENOSPC,
+  NBD_EOVERFLOW,
+  NBD_EPERM,
+  NBD_ESHUTDOWN,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
+  REQUEST_BYTES,
+  commandName,
+} from '../protocol/nbd/constants.js';
+import {
+  decodeRequest,
+  encodeBlockStatus,
+  encodeDoneChunk,
+  encodeErrorChunk,
+  encodeOffsetDataHead,
+  encodeOffsetHole,
+  encodeSimpleReply,
+  type Request,
+} from '../protocol/nbd/messages.js';
+import type { Connection } from './connection.js';
+import { nbdErrno } from './errno.js';
+import { baseAllocationContextId, type ChosenExport } from './negotiation.js';
+
+/** Flags each command accepts; FUA is accepted on every command. */
+const allowedFlags: Readonly<Record<number, number>> = {
+  [NBD_CMD_READ]: NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_DF,
+  [NBD_CMD_WRITE]: NBD_CMD_FLAG_FUA,
+  [NBD_CMD_DISC]: NBD_CMD_FLAG_FUA,
+  [NBD_CMD_FLUSH]: NBD_CMD_FLAG_FUA,
+  [NBD_CMD_TRIM]: NBD_CMD_FLAG_FUA,
+  [NBD_CMD_CACHE]: NBD_CMD_FLAG_FUA,
+  [NBD_CMD_WRITE_ZEROES]: NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO,
+  [NBD_CMD_BLOCK_STATUS]: NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE,
+};
+
+/** A request refused before it reaches the device: an error value and a short reason. */
+class Refusal {
+  constructor(
+    readonly errno: number,
+    readonly message: string,
+  ) {}
+}
+
+class InFlight {
+  requests = 0;
+  bytes = 0;
+  private waiters: (() => void)[] = [];
+
+  add(bytes: number): void {
+    this.requests += 1;
+    this.bytes += bytes;
+  }
+
+  remove(bytes: number): void {
+    this.requests -= 1;
+    this.bytes -= bytes;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+export async function transmit(connection: Connection, chosen: ChosenExport): Promise<void> {
+  const inFlight = new InFlight();
+  try {
+    await readRequests(connection, chosen, inFlight);
+  } finally {
+    // Requests already read are served (and their writes kept) even when the client
+    // went away or the server is stopping.
+    while (inFlight.requests > 0) await inFlight.changed();
+  }
+}
+
+async function readRequests(connection: Connection, chosen: ChosenExport, inFlight: InFlight): Promise<void> {
+  const limits = connection.limits;
+  for (;;) {
+    while (inFlight.requests >= limits.nbdRequestsInFlightMax || inFlight.bytes >= limits.nbdBytesInFlightMax) await inFlight.changed();
+    if (connection.backlogBytes > limits.nbdReplyBacklogBytesMax) await connection.waitForDrain();
+    const request = decodeRequest(await connection.reader.read(REQUEST_BYTES));
+    if (request.type === NBD_CMD_DISC) return;
+    let payload: Buffer | null = null;
+    if (request.type === NBD_CMD_WRITE) {
+      if (request.length > limits.nbdPayloadBytesMax) {
+        await connection.reader.discard(request.length);
+        replyError(connection, chosen, request, NBD_EINVAL, `write of ${request.length} bytes exceeds the maximum of ${limits.nbdPayloadBytesMax}`);
+        continue;
+      }
+      payload = await connection.reader.read(request.length);
+    }
+    const cost = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE ? request.length : 0;
+    inFlight.add(cost);
+    void serve(connection, chosen, request, payload).finally(() => inFlight.remove(cost));
+  }
+}
+
+async function serve(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer | null): Promise<void> {
+  try {
+    const refusal = validate(connection, chosen, request);
+    if (refusal) return replyError(connection, chosen, request, refusal.errno, refusal.message);
+    await execute(connection, chosen, request, payload);
+  } catch (error) {
+    const errno = nbdErrno(error);
+    const message = error instanceof Error ? error.message : String(error);
+    connection.log(errno === NBD_ESHUTDOWN ? 'info' : 'warn', 'request failed', { command: commandName(request.type), offset: request.offset, length: request.length, reason: message });
+    replyError(connection, chosen, request, errno, message);
+  }
+}
+
+function validate(connection: Connection, chosen: ChosenExport, request: Request): Refusal | null {
+  const allowed = allowedFlags[request.type];
+  if (allowed === undefined) return new Refusal(NBD_EINVAL, `unknown command ${request.type}`);
+  if ((request.flags & ~allowed) !== 0) return new Refusal(NBD_EINVAL, `flags 0x${request.flags.toString(16)} are not valid for ${commandName(request.type)}`);
+  if ((request.flags & NBD_CMD_FLAG_DF) !== 0 && !chosen.structuredReplies) return new Refusal(NBD_EINVAL, 'DF needs structured replies');
+  const device = chosen.device;
+  const writes = request.type === NBD_CMD_WRITE || request.type === NBD_CMD_TRIM || request.type === NBD_CMD_WRITE_ZEROES;
+  if (writes && device.readOnly) return new Refusal(NBD_EPERM, 'the export is read-only');
+  if (request.type === NBD_CMD_FLUSH) return null;
+  if (request.offset + request.length > device.sizeBytes) {
+    return new Refusal(writes ? NBD_ENOSPC : NBD_EINVAL, `range ${request.offset}+${request.length} is past the end (${device.sizeBytes})`);
+  }
+  if (request.type === NBD_CMD_READ && request.length > connection.limits.nbdPayloadBytesMax) {
+    return new Refusal((request.flags & NBD_CMD_FLAG_DF) !== 0 ? NBD_EOVERFLOW : NBD_EINVAL, `read of ${request.length} bytes exceeds the maximum`);
+  }
+  if (request.type === NBD_CMD_BLOCK_STATUS) {
+    if (!chosen.baseAllocation) return new Refusal(NBD_EINVAL, 'no metadata context was selected');
+    if (request.length === 0) return new Refusal(NBD_EINVAL, 'block status of zero bytes');
+  }
+  return null;
+}
+
+async function execute(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer | null): Promise<void> {
+  const device = chosen.device;
+  const fua = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
+  switch (request.type) {
+    case NBD_CMD_READ:
+      return sendRead(connection, chosen, request, request.length === 0 ? Buffer.alloc(0) : await device.read(request.offset, request.length));
+    case NBD_CMD_WRITE:
+      if (request.length > 0) await device.write(request.offset, payload as Buffer, { fua });
+      else if (fua) await device.flush();
+      break;
+    case NBD_CMD_FLUSH:
+      await device.flush();
+      break;
+    case NBD_CMD_TRIM:
+      if (request.length > 0) await device.trim(request.offset, request.length, { fua });
+      break;
+    case NBD_CMD_WRITE_ZEROES:
+      // Zeroes are always fast here (metadata only), so FAST_ZERO needs no refusal.
+      if (request.length > 0) await device.writeZeroes(request.offset, request.length, { fua, allocate: (request.flags & NBD_CMD_FLAG_NO_HOLE) !== 0 });
+      break;
+    case NBD_CMD_CACHE:
+      await prefetch(connection, chosen, request);
+      break;
+    case NBD_CMD_BLOCK_STATUS:
+      return sendBlockStatus(connection, chosen, request, await device.blockStatus(request.offset, request.length));
+  }
+  connection.send(encodeSimpleReply(request.cookie, 0));
+}
+
+/** CACHE: reads the range in pieces so its frames are decompressed and cached. */
+async function prefetch(connection: Connection, chosen: ChosenExport, request: Request): Promise<void> {
+  const piece = connection.limits.nbdCachePieceBytes;
+  for (let at = request.offset; at < request.offset + request.length; at += piece) {
+    await chosen.device.read(at, Math.min(piece, request.offset + request.length - at));
+  }
+}
+
+function replyError(connection: Connection, chosen: ChosenExport, request: Request, errno: number, message: string): void {
+  if (chosen.structuredReplies) connection.send(encodeErrorChunk(request.cookie, errno, message));
+  else connection.send(encodeSimpleReply(request.cookie, errno));
+}
+
+/**
+ * READ reply. Simple: header then data. Structured: whole blocks that read as zeros go
+ * as OFFSET_HOLE chunks and the rest as OFFSET_DATA, unless DF asks for one chunk.
+ */
+function sendRead(connection: Connection, chosen: ChosenExport, request: Request, data: Buffer): void {
+  if (!chosen.structuredReplies) return connection.send(encodeSimpleReply(request.cookie, 0), data);
+  // A zero-length read still needs a final chunk.
+  if (data.length === 0) return connection.send(encodeDoneChunk(request.cookie));
+  if ((request.flags & NBD_CMD_FLAG_DF) !== 0) return connection.send(encodeOffsetDataHead(request.cookie, request.offset, data.length, true), data);
+  const pieces: Buffer[] = [];
+  const runs = zeroRuns(data, request.offset, chosen.device.blockSize);
+  runs.forEach((run, index) => {
+    const done = index === runs.length - 1;
+    const at = request.offset + run.start;
+    if (run.zero) pieces.push(encodeOffsetHole(request.cookie, at, run.length, done));
+    else pieces.push(encodeOffsetDataHead(request.cookie, at, run.length, done), data.subarray(run.start, run.start + run.length));
+  });
+  connection.send(...pieces);
+}
+
+const zeroBlock = Buffer.alloc(defaultLimits.blockSizeMaxBytes);
+
+/** Splits data into runs of whole zero blocks and the rest, at device block boundaries. */
+function zeroRuns(data: Buffer, offset: number, blockSize: number): { start: number; length: number; zero: boolean }[] {
+  const runs: { start: number; length: number; zero: boolean }[] = [];
+  let start = 0;
+  while (start < data.length) {
+    const boundary = Math.min(data.length, (Math.floor((offset + start) / blockSize) + 1) * blockSize - offset);
+    const piece = data.subarray(start, boundary);
+    const zero = piece.length === blockSize && piece.equals(zeroBlock.subarray(0, blockSize));
+    const last = runs[runs.length - 1];
+    if (last && last.zero === zero) last.length += piece.length;
+    else runs.push({ start, length: piece.length, zero });
+    start = boundary;
+  }
+  return runs;
+}
+
+function sendBlockStatus(connection: Connection, chosen: ChosenExport, request: Request, extents: BlockExtent[]): void {
+  const descriptors: { length: number; flags: number }[] = [];
+  for (const extent of extents) {
+    const flags = extent.type === 'hole' ? NBD_STATE_HOLE | NBD_STATE_ZERO : extent.type === 'zero' ? NBD_STATE_ZERO : 0;
+    const last = descriptors[descriptors.length - 1];
+    if (last && last.flags === flags) last.length += extent.length;
+    else descriptors.push({ length: extent.length, flags });
+  }
+  const wanted = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 ? 1 : connection.limits.nbdBlockStatusExtentsMax;
+  connection.send(encodeBlockStatus(request.cookie, baseAllocationContextId, descriptors.slice(0, wanted), true));
+}
