@@ -89,7 +89,7 @@ function seedTranscript(): Buffer[] {
 }
 
 function mutate(pieces: Buffer[], rng: Rng): Buffer {
-  const parts = pieces.map((piece) => Buffer.from(piece));
+  const parts: Buffer[] = pieces.map((piece) => Buffer.from(piece));
   const mutations = rng.between(1, 4);
   for (let count = 0; count < mutations && parts.length > 0; count += 1) {
     const target = parts[rng.int(parts.length)];

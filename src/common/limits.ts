@@ -70,4 +70,4 @@ export const limits = {
   nbdCachePieceBytes: 4 * MiB,
 } as const;
 
-export type Limits = typeof limits;
+export type Limits = { readonly [K in keyof typeof limits]: number };
