@@ -41,6 +41,7 @@ import {
   NBD_REPLY_TYPE_OFFSET_HOLE,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
   NBD_REP_ERR_TOO_BIG,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
@@ -49,6 +50,7 @@ import {
   NBD_REP_SERVER,
 } from '../protocol/nbd/constants.js';
 import { startNbd, type NbdFixture } from '../../test/helpers/nbd-fixture.js';
+import { allowList } from './server.js';
 import { infoPayload, metaContextPayload, RawNbdClient } from '../../test/helpers/raw-nbd.js';
 
 let nbd: NbdFixture;
@@ -276,5 +278,36 @@ describe('NBD transmission', () => {
     await nbd.pool.deleteVolume('disk');
     c.sendRequest(NBD_CMD_READ, 0, 4096);
     expect((await c.readStructuredReply())[0].error).toBe(NBD_ESHUTDOWN);
+  });
+});
+
+describe('NBD access lists', () => {
+  it('hides and refuses an export to clients outside its allow-list', async () => {
+    await nbd.stop();
+    nbd = await startNbd({ access: allowList([{ export: 'secret', allow: ['10.0.0.0/8', '192.168.1.7'] }, { export: '*', allow: ['127.0.0.0/8'] }]) });
+    await nbd.pool.createVolume('secret', MiB);
+    await nbd.pool.createVolume('open', MiB);
+    const c = await client();
+    await c.greet();
+    c.sendOption(NBD_OPT_LIST);
+    const listing = await c.readOptionReplies();
+    expect(listing.filter((reply) => reply.type === NBD_REP_SERVER).map((reply) => reply.payload.subarray(4, 4 + reply.payload.readUInt32BE(0)).toString())).toEqual(['open']);
+    c.sendOption(NBD_OPT_GO, infoPayload('secret', []));
+    const refused = await c.readOptionReply();
+    expect(refused.type).toBe(NBD_REP_ERR_POLICY);
+    c.sendOption(NBD_OPT_GO, infoPayload('open', []));
+    expect((await c.readOptionReplies()).at(-1)!.type).toBe(NBD_REP_ACK);
+  });
+
+  it('matches addresses, ranges and IPv4-mapped IPv6, and trusts unix-socket clients', () => {
+    const access = allowList([{ export: 'a', allow: ['192.168.0.0/16', '::1'] }]);
+    expect(access('a', { transport: 'tcp', address: '192.168.4.5' })).toBe(true);
+    expect(access('a', { transport: 'tcp', address: '::ffff:192.168.4.5' })).toBe(true);
+    expect(access('a', { transport: 'tcp', address: '::1' })).toBe(true);
+    expect(access('a', { transport: 'tcp', address: '10.1.1.1' })).toBe(false);
+    expect(access('a', { transport: 'unix', address: null })).toBe(true);
+    expect(access('b', { transport: 'tcp', address: '10.1.1.1' })).toBe(true);
+    expect(() => allowList([{ export: 'a', allow: ['nonsense'] }])).toThrow(/not an IP address/);
+    expect(() => allowList([{ export: 'a', allow: ['10.0.0.0/40'] }])).toThrow(/prefix/);
   });
 });
