@@ -1,0 +1,70 @@
+/*
+ * A tiny Linux guest for VM tests, built from Debian packages on the host: the cloud
+ * kernel (linux-image-cloud-amd64) and an initramfs holding busybox (busybox-static),
+ * the virtio modules the kernel needs for a virtio-blk disk (with their dependencies,
+ * from modules.dep), and an /init script given by the test. The cpio archive is made
+ * by busybox itself.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface GuestKernel {
+  readonly kernel: string;
+  readonly version: string;
+}
+
+/** The newest cloud kernel in /boot, or null. */
+export function findCloudKernel(): GuestKernel | null {
+  if (!fs.existsSync('/boot')) return null;
+  const kernels = fs.readdirSync('/boot').filter((name) => /^vmlinuz-.*-cloud-amd64$/.test(name)).sort();
+  const newest = kernels.at(-1);
+  if (!newest) return null;
+  const version = newest.slice('vmlinuz-'.length);
+  if (!fs.existsSync(path.join('/lib/modules', version, 'modules.dep'))) return null;
+  return { kernel: path.join('/boot', newest), version };
+}
+
+/** True when /bin/busybox is statically linked (busybox-static, not busybox). */
+export function haveStaticBusybox(): boolean {
+  if (!fs.existsSync('/bin/busybox')) return false;
+  const ldd = spawnSync('ldd', ['/bin/busybox'], { encoding: 'utf8' });
+  return `${ldd.stdout}${ldd.stderr}`.includes('not a dynamic executable');
+}
+
+/** Modules (paths relative to the modules dir) in load order, dependencies first. */
+function modulesInOrder(version: string, wanted: readonly string[]): string[] {
+  const dep = new Map<string, string[]>();
+  for (const line of fs.readFileSync(path.join('/lib/modules', version, 'modules.dep'), 'utf8').split('\n')) {
+    const [module, deps] = line.split(':');
+    if (module) dep.set(module, deps.trim() === '' ? [] : deps.trim().split(/\s+/));
+  }
+  const order: string[] = [];
+  const visit = (module: string) => {
+    if (order.includes(module)) return;
+    for (const each of dep.get(module) ?? []) visit(each);
+    order.push(module);
+  };
+  for (const name of wanted) {
+    const module = [...dep.keys()].find((key) => path.basename(key) === `${name}.ko`);
+    if (!module) throw new Error(`kernel ${version} has no module ${name}`);
+    visit(module);
+  }
+  return order;
+}
+
+/** Builds an initramfs at `output` with busybox, virtio-blk modules and `initScript`. */
+export function buildInitramfs(work: string, version: string, initScript: string, output: string): void {
+  const root = path.join(work, 'initramfs-root');
+  for (const dir of ['bin', 'proc', 'sys', 'dev', 'mnt', 'lib/modules']) fs.mkdirSync(path.join(root, dir), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
+  fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+  const order = modulesInOrder(version, ['virtio_pci', 'virtio_blk']);
+  for (const module of order) fs.copyFileSync(path.join('/lib/modules', version, module), path.join(root, 'lib/modules', path.basename(module)));
+  fs.writeFileSync(path.join(root, 'modules.order'), `${order.map((module) => path.basename(module)).join('\n')}\n`);
+  fs.writeFileSync(path.join(root, 'init'), initScript, { mode: 0o755 });
+  const files = spawnSync('find', ['.', '-mindepth', '1'], { cwd: root, encoding: 'utf8' }).stdout;
+  const cpio = spawnSync('/bin/busybox', ['cpio', '-o', '-H', 'newc'], { cwd: root, input: files, maxBuffer: 256 * 1024 * 1024 });
+  if (cpio.status !== 0) throw new Error(`busybox cpio failed: ${cpio.stderr.toString()}`);
+  fs.writeFileSync(output, cpio.stdout);
+}
