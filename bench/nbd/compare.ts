@@ -8,7 +8,6 @@
  * Every server is stopped by its PID, even when a run fails.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GiB, MiB, printTable, withScratch } from '../support.js';

@@ -26,6 +26,11 @@ export const limits = {
    * commits: on the dedup corpus 256 MiB ingests about 12 % faster than 64 MiB.
    */
   writeBufferBytesMax: 256 * MiB,
+  /**
+   * A destage hashes, resolves and compresses its data in slices of this size, so the
+   * worker thread and the main thread work on different slices at once.
+   */
+  destageSliceBytes: 16 * MiB,
   /** Dirty data older than this is destaged by the background timer. */
   writebackDelayMs: 1000,
   /** Decompressed frames kept for reads. */

@@ -38,7 +38,8 @@ function hashBlocks(message) {
   const zero = new Uint8Array(message.count);
   const zeroBlock = Buffer.alloc(size);
   for (let i = 0; i < message.count; i += 1) {
-    const block = slab.subarray(i * size, (i + 1) * size);
+    const at = (message.first + i) * size;
+    const block = slab.subarray(at, at + size);
     if (block.equals(zeroBlock)) { zero[i] = 1; continue; }
     hashes.set(createHash('sha256').update(block).digest(), i * 32);
   }
@@ -128,8 +129,9 @@ export class CpuOffload {
     return view;
   }
 
-  hash(count: number, blockSize: number): Promise<HashResult> {
-    return this.request<HashResult>({ op: 'hash', slab: this.slab, count, blockSize });
+  /** Hashes slots [first, first + count); results are indexed from first. */
+  hash(first: number, count: number, blockSize: number): Promise<HashResult> {
+    return this.request<HashResult>({ op: 'hash', slab: this.slab, first, count, blockSize });
   }
 
   /** Compressed payload per frame (slots into the slab), or null where it did not shrink. */

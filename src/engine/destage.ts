@@ -23,6 +23,7 @@ import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
 import { frameRecord, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
+import type { HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
 
@@ -106,38 +107,37 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     }
     work.push(item);
   }
-  // The worker hashes while this thread reads the rows the writes will replace.
+  // The data is cut into slices the worker hashes one after another, while this thread
+  // reads the rows the writes will replace and resolves each hashed slice (dedup).
+  // Each slice's new frames are then compressed on the worker while this thread
+  // decides the rows and appends the frames of the slices already compressed.
   ctx.offload.load(data.map((piece) => piece.entry), ctx.blockSize);
-  const hashing = ctx.offload.hash(data.length, ctx.blockSize);
+  const sliceBlocks = Math.max(1, Math.floor(limits.destageSliceBytes / ctx.blockSize));
+  const slices: { first: number; count: number }[] = [];
+  for (let first = 0; first < data.length; first += sliceBlocks) slices.push({ first, count: Math.min(sliceBlocks, data.length - first) });
+  const hashing = slices.map((slice) => ctx.offload.hash(slice.first, slice.count, ctx.blockSize));
   const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
-  const { hashes, zero } = await hashing;
-  const firstSlotByKey = new Map<string, number>();
-  data.forEach((piece, slot) => {
-    if (zero[slot] === 1) return void piece.item.targets.set(piece.block, ZERO_CHUNK);
-    const key = Buffer.from(hashes.buffer, hashes.byteOffset + slot * 32, 32).toString('latin1');
-    if (!firstSlotByKey.has(key)) firstSlotByKey.set(key, slot);
-    piece.item.targets.set(piece.block, key);
-  });
-  const existing = ctx.policy.dedup
-    ? await findStored(ctx, [...firstSlotByKey.keys()])
-    : new Map<string, { chunkId: number }>();
-  const fresh: PendingChunk[] = [];
   const pendingByKey = new Map<string, PendingChunk>();
-  data.forEach((piece, slot) => {
-    const key = piece.item.targets.get(piece.block);
-    if (typeof key !== 'string') return;
-    piece.item.targets.set(piece.block, resolveChunk(ctx, key, slot, existing, pendingByKey, fresh));
-  });
-  // The worker compresses the new chunks' frames while this thread decides the rows.
-  const frames = groupFrames(ctx, fresh);
-  const compressing =
-    ctx.policy.compression === 'none' || frames.length === 0
-      ? Promise.resolve(frames.map(() => null))
-      : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map((chunk) => chunk.slot)));
+  const framesBySlice: PendingChunk[][][] = [];
+  const compressing: Promise<(Uint8Array | null)[]>[] = [];
+  for (let index = 0; index < slices.length; index += 1) {
+    const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], pendingByKey);
+    const frames = groupFrames(ctx, fresh);
+    framesBySlice.push(frames);
+    compressing.push(
+      ctx.policy.compression === 'none' || frames.length === 0
+        ? Promise.resolve(frames.map(() => null))
+        : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map((chunk) => chunk.slot))),
+    );
+  }
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
   for (const item of work) await decideRows(ctx, item, latest.get(item)!, changes);
-  writeFrames(ctx, frames, await compressing, data, changes, packStarts);
+  const packEnds = new Map<number, number>();
+  for (let index = 0; index < slices.length; index += 1) {
+    writeFrames(ctx, framesBySlice[index], await compressing[index], data, changes, packStarts, packEnds);
+  }
+  recordPacks(ctx, packEnds, changes);
   if (packStarts.size > 0) await ctx.chunks.sync();
   foldNewChunkRefs(changes);
   const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
@@ -164,6 +164,40 @@ async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Ma
     }
   }
   return result;
+}
+
+/**
+ * Resolves one hashed slice of the data: zero blocks become allocated zeros, the rest
+ * shares a stored chunk, a chunk new in this destage, or becomes a new chunk (returned,
+ * in block order).
+ */
+async function resolveSlice(
+  ctx: PoolContext,
+  data: { item: VolumeWork; block: number }[],
+  first: number,
+  { hashes, zero }: HashResult,
+  pendingByKey: Map<string, PendingChunk>,
+): Promise<PendingChunk[]> {
+  const keys = new Set<string>();
+  for (let index = 0; index < zero.length; index += 1) {
+    const piece = data[first + index];
+    if (zero[index] === 1) {
+      piece.item.targets.set(piece.block, ZERO_CHUNK);
+      continue;
+    }
+    const key = Buffer.from(hashes.buffer, hashes.byteOffset + index * 32, 32).toString('latin1');
+    if (!pendingByKey.has(key)) keys.add(key);
+    piece.item.targets.set(piece.block, key);
+  }
+  const existing = ctx.policy.dedup ? await findStored(ctx, [...keys]) : new Map<string, { chunkId: number }>();
+  const fresh: PendingChunk[] = [];
+  for (let index = 0; index < zero.length; index += 1) {
+    const piece = data[first + index];
+    const key = piece.item.targets.get(piece.block);
+    if (typeof key !== 'string') continue;
+    piece.item.targets.set(piece.block, resolveChunk(ctx, key, first + index, existing, pendingByKey, fresh));
+  }
+  return fresh;
 }
 
 /** New chunks are inserted with their final reference count: one statement, not two. */
@@ -217,7 +251,7 @@ function groupFrames(ctx: PoolContext, chunks: PendingChunk[]): PendingChunk[][]
   return frames;
 }
 
-/** Appends the frames (compressed on the worker) and records frames, chunks and packs. */
+/** Appends the frames (compressed on the worker) and records frames and chunks. */
 function writeFrames(
   ctx: PoolContext,
   frames: PendingChunk[][],
@@ -225,8 +259,8 @@ function writeFrames(
   data: { entry: Buffer }[],
   changes: MetaChanges,
   packStarts: Map<number, number>,
+  packEnds: Map<number, number>,
 ): void {
-  const packEnds = new Map<number, number>();
   frames.forEach((group, index) => {
     const raw = Buffer.concat(group.map((chunk) => data[chunk.slot].entry));
     const payload = payloads[index];
@@ -243,7 +277,6 @@ function writeFrames(
       changes.chunks!.push(row);
     });
   });
-  recordPacks(ctx, packEnds, changes);
 }
 
 export function noteAppend(packStarts: Map<number, number>, packEnds: Map<number, number>, location: FrameLocation): void {

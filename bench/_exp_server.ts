@@ -1,0 +1,11 @@
+import { Pool } from '../src/engine/index.js';
+import { NbdServer, poolExports } from '../src/nbd/index.js';
+import * as fs from 'node:fs';
+const [dir, port, frame] = process.argv.slice(2);
+fs.rmSync(dir, { recursive: true, force: true });
+const pool = await Pool.create(dir, {}, { tuning: { frameRawBytesMax: Number(frame) } });
+await pool.createVolume('disk', 256 * 1024 * 1024);
+const server = new NbdServer({ exports: poolExports(pool) });
+await server.listenTcp('127.0.0.1', Number(port));
+console.log('ready');
+process.once('SIGTERM', () => void server.close().then(() => pool.close()).then(() => process.exit(0)));
