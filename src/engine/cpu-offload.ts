@@ -1,7 +1,8 @@
 /*
- * CPU offload for destage: a worker thread that finds all-zero blocks, hashes the rest
- * with SHA-256, and compresses frames, while the main thread reads and writes metadata
- * and keeps accepting writes. Blocks travel in a SharedArrayBuffer slab (one copy, no
+ * CPU offload: a worker thread that, for destage, finds all-zero blocks, hashes the rest
+ * with SHA-256 and compresses frames, while the main thread reads and writes metadata
+ * and keeps accepting writes; and, for large reads, checks and decompresses the frames
+ * read from packs (a second instance, so reads never queue behind a destage). Blocks travel in a SharedArrayBuffer slab (one copy, no
  * serialisation); results come back as transferred buffers.
  *
  * The worker's code is a small CommonJS script run with `eval`, so it works the same
@@ -16,6 +17,7 @@ const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createRequire } = require('node:module');
 const { createHash } = require('node:crypto');
+const { crc32 } = require('node:zlib');
 const load = createRequire(workerData.moduleUrl);
 const lz4 = load('lz4-napi');
 const zstd = load('zstd-napi');
@@ -30,6 +32,41 @@ function compress(codec, raw) {
     return zstdCompressor.compress(raw);
   }
   return null;
+}
+let zstdDecompressor = null;
+function decompress(codec, stored) {
+  if (codec === 'none') return stored;
+  if (codec === 'lz4') return lz4.uncompressSync(stored);
+  if (zstdDecompressor === null) zstdDecompressor = new zstd.Decompressor();
+  return zstdDecompressor.decompress(stored);
+}
+// Checks a frame record whose header the main thread already decoded: payload CRC,
+// decompression to the expected length, then each chunk against its SHA-256.
+function decodeFrame(frame) {
+  const record = Buffer.from(frame.record);
+  const payload = record.subarray(frame.headerLength);
+  if (crc32(payload) !== frame.payloadCrc) return { error: 'frame payload checksum mismatch' };
+  let raw;
+  try {
+    raw = decompress(frame.codec, payload);
+  } catch (error) {
+    return { error: 'frame payload does not decompress' };
+  }
+  if (raw.length !== frame.chunkCount * frame.blockSize) return { error: 'frame decompressed to the wrong length' };
+  const verified = new Uint8Array(frame.chunkCount);
+  for (let slot = 0; slot < frame.chunkCount; slot += 1) {
+    const digest = createHash('sha256').update(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize)).digest();
+    if (digest.equals(record.subarray(24 + slot * 32, 24 + (slot + 1) * 32))) verified[slot] = 1;
+  }
+  const copy = new Uint8Array(raw.length);
+  copy.set(raw);
+  return { raw: copy, verified };
+}
+function decodeFrames(message) {
+  const results = message.frames.map(decodeFrame);
+  const transfer = [];
+  for (const result of results) if (result.raw) transfer.push(result.raw.buffer, result.verified.buffer);
+  return { result: results, transfer };
 }
 function hashBlocks(message) {
   const slab = Buffer.from(message.slab);
@@ -63,7 +100,8 @@ function compressFrames(message) {
 }
 parentPort.on('message', (message) => {
   try {
-    const { result, transfer } = message.op === 'hash' ? hashBlocks(message) : compressFrames(message);
+    const op = message.op === 'hash' ? hashBlocks : message.op === 'decode' ? decodeFrames : compressFrames;
+    const { result, transfer } = op(message);
     parentPort.postMessage({ id: message.id, result }, transfer);
   } catch (error) {
     parentPort.postMessage({ id: message.id, error: String(error && error.stack || error) });
@@ -77,6 +115,18 @@ export interface HashResult {
   /** 1 where the block is all zeros. */
   readonly zero: Uint8Array;
 }
+
+export interface FrameToDecode {
+  /** The whole frame record, in a buffer of its own (it is transferred). */
+  readonly record: Uint8Array;
+  readonly headerLength: number;
+  readonly codec: Codec;
+  readonly payloadCrc: number;
+  readonly chunkCount: number;
+  readonly blockSize: number;
+}
+
+export type DecodedFrame = { readonly raw: Uint8Array; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
 
 interface Pending {
   resolve(value: unknown): void;
@@ -137,6 +187,24 @@ export class CpuOffload {
   /** Compressed payload per frame (slots into the slab), or null where it did not shrink. */
   compress(codec: Codec, blockSize: number, frames: number[][]): Promise<(Uint8Array | null)[]> {
     return this.request<(Uint8Array | null)[]>({ op: 'compress', slab: this.slab, blockSize, frames, codec });
+  }
+
+  /**
+   * Verifies and decompresses frame records off this thread. Each record is handed over
+   * (its buffer is detached). A failed frame comes back with the reason; a chunk whose
+   * bytes do not match its hash is left unverified (the caller reports it).
+   */
+  decodeFrames(frames: readonly FrameToDecode[]): Promise<DecodedFrame[]> {
+    // A record sharing its buffer (Node's small-buffer pool) is copied: only a buffer of
+    // its own can be handed over.
+    const own = (record: Uint8Array) => (record.byteOffset === 0 && record.buffer.byteLength === record.length ? record : new Uint8Array(record));
+    const message = frames.map((frame) => ({ ...frame, record: own(frame.record).buffer }));
+    return new Promise<DecodedFrame[]>((resolve, reject) => {
+      const id = this.nextId;
+      this.nextId += 1;
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.worker.postMessage({ op: 'decode', frames: message, id }, message.map((frame) => frame.record as ArrayBuffer));
+    });
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import { limits } from '../common/limits.js';
 import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type ChunkStore } from '../chunks/index.js';
 import { hashPrefix, type ChunkCandidate, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
-import { CpuOffload } from './cpu-offload.js';
+import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
 import { WriteBuffer } from './write-buffer.js';
 
@@ -78,6 +78,8 @@ export class PoolContext {
   readonly counters: PoolCountersLive = { checksumErrors: 0, destages: 0, destagedBlocks: 0, newChunks: 0, dedupHits: 0 };
   readonly zeroBlock: Buffer;
   readonly offload = new CpuOffload(zstdLevel);
+  /** A second worker for reads: checks and decompresses frames of large reads. */
+  readonly readOffload = new CpuOffload(zstdLevel);
   /**
    * Chunks known to be damaged (failed verification, now or in an earlier session: the
    * marks persist as `damaged:<id>` pool records). A write of the same content then
@@ -172,6 +174,41 @@ export class PoolContext {
     }
     frame.verified[location.slot] = 1;
     return block;
+  }
+
+  /**
+   * Brings the frames of these chunks into the frame cache, checked and decompressed on
+   * the read worker (one message for all of them), so that a large read spends this
+   * thread's time on metadata and replies. Frames that fail are left out: readChunk then
+   * reads them again here and reports the failure.
+   */
+  async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
+    const wanted = new Map<number, ChunkLocation>();
+    for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
+    if (wanted.size === 0) return;
+    const frames: { location: ChunkLocation; hashes: readonly Buffer[]; job: FrameToDecode }[] = [];
+    for (const location of wanted.values()) {
+      const record = await this.chunks.read(location);
+      let header;
+      try {
+        header = decodeFrameHeader(record, { packId: location.packId, offset: location.offset });
+      } catch {
+        continue;
+      }
+      if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
+      frames.push({
+        location,
+        hashes: header.hashes,
+        job: { record, headerLength: header.headerLength, codec: header.codec, payloadCrc: header.payloadCrc, chunkCount: header.chunkCount, blockSize: header.blockSize },
+      });
+    }
+    const decoded = await this.readOffload.decodeFrames(frames.map((frame) => frame.job));
+    decoded.forEach((result, index) => {
+      if (result.error !== undefined) return;
+      const raw = Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength);
+      const entry = this.frameCache.set(frames[index].location.frameId, raw, frames[index].hashes);
+      entry.verified.set(result.verified);
+    });
   }
 
   /**

@@ -173,6 +173,7 @@ export class Pool {
     } catch (error) {
       chunks?.close();
       await context?.offload.close();
+      await context?.readOffload.close();
       await meta?.close().catch(() => undefined);
       lock.release();
       throw error;
@@ -424,6 +425,7 @@ export class Pool {
       try {
         this.ctx.chunks.close();
         await this.ctx.offload.close();
+        await this.ctx.readOffload.close();
         await this.ctx.meta.close();
       } finally {
         this.lock.release();

@@ -45,6 +45,8 @@ async function fillFromStore(
   out: Buffer,
 ): Promise<void> {
   const size = ctx.blockSize;
+  const locations = rows.flatMap((row) => (row === null || row.location === null ? [] : [row.location]));
+  if (locations.length > 1 && locations[0].frameId !== locations[locations.length - 1].frameId) await ctx.loadFrames(locations);
   for (let index = 0; index < rows.length; index += 1) {
     const row = rows[index];
     if (row === null || row.location === null) continue;
