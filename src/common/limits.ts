@@ -35,6 +35,8 @@ export const limits = {
   writebackDelayMs: 1000,
   /** Decompressed frames kept for reads. */
   frameCacheBytesMax: 64 * MiB,
+  /** Frames that sit back to back in a pack are read with one read of at most this. */
+  readSpanBytesMax: 4 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
   /** SQLite page cache of the metadata store. */

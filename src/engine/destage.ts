@@ -123,7 +123,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const compressing: Promise<(Uint8Array | null)[]>[] = [];
   for (let index = 0; index < slices.length; index += 1) {
     const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], pendingByKey);
-    const frames = groupFrames(ctx, fresh);
+    const frames = groupFrames(ctx, fresh, data);
     framesBySlice.push(frames);
     compressing.push(
       ctx.policy.compression === 'none' || frames.length === 0
@@ -243,11 +243,28 @@ function resolveChunk(
   return chunk.id;
 }
 
-/** New chunks in block order, cut into frames of at most frameRawBytesMax raw bytes. */
-function groupFrames(ctx: PoolContext, chunks: PendingChunk[]): PendingChunk[][] {
+/**
+ * New chunks in block order, cut into frames of at most frameRawBytesMax raw bytes whose
+ * blocks lie within one frame's span of the volume. Sequential data fills whole frames
+ * (compression sees neighbouring blocks); scattered random writes get small frames, so
+ * reading one block back later decompresses little more than that block.
+ */
+function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: { item: VolumeWork; block: number }[]): PendingChunk[][] {
   const perFrame = Math.min(limits.frameChunksMax, Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize)));
   const frames: PendingChunk[][] = [];
-  for (let first = 0; first < chunks.length; first += perFrame) frames.push(chunks.slice(first, first + perFrame));
+  let current: PendingChunk[] = [];
+  let start: { item: VolumeWork; block: number } | null = null;
+  for (const chunk of chunks) {
+    const at = data[chunk.slot];
+    if (start !== null && (current.length === perFrame || at.item !== start.item || at.block >= start.block + perFrame)) {
+      frames.push(current);
+      current = [];
+      start = null;
+    }
+    start ??= at;
+    current.push(chunk);
+  }
+  if (current.length > 0) frames.push(current);
   return frames;
 }
 

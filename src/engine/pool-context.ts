@@ -187,8 +187,7 @@ export class PoolContext {
     for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
     if (wanted.size === 0) return;
     const frames: { location: ChunkLocation; hashes: readonly Buffer[]; job: FrameToDecode }[] = [];
-    for (const location of wanted.values()) {
-      const record = await this.chunks.read(location);
+    for (const [location, record] of await this.readAdjacent([...wanted.values()])) {
       let header;
       try {
         header = decodeFrameHeader(record, { packId: location.packId, offset: location.offset });
@@ -209,6 +208,34 @@ export class PoolContext {
       const entry = this.frameCache.set(frames[index].location.frameId, raw, frames[index].hashes);
       entry.verified.set(result.verified);
     });
+  }
+
+  /**
+   * Reads frame records, one read for each run of frames that sit back to back in a pack
+   * (the frames of one destage do, in block order), up to limits.readSpanBytesMax.
+   */
+  private async readAdjacent(locations: ChunkLocation[]): Promise<[ChunkLocation, Buffer][]> {
+    const sorted = locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset);
+    const result: [ChunkLocation, Buffer][] = [];
+    for (let first = 0; first < sorted.length; ) {
+      let last = first;
+      while (
+        last + 1 < sorted.length &&
+        sorted[last + 1].packId === sorted[first].packId &&
+        sorted[last + 1].offset === sorted[last].offset + sorted[last].length &&
+        sorted[last + 1].offset + sorted[last + 1].length - sorted[first].offset <= limits.readSpanBytesMax
+      ) {
+        last += 1;
+      }
+      const start = sorted[first].offset;
+      const span = await this.chunks.read({ packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start });
+      for (let index = first; index <= last; index += 1) {
+        const location = sorted[index];
+        result.push([location, span.subarray(location.offset - start, location.offset - start + location.length)]);
+      }
+      first = last + 1;
+    }
+    return result;
   }
 
   /**
