@@ -54,6 +54,10 @@ export class Connection {
   readonly reader: SocketReader;
   private stream: Duplex;
   tlsActive = false;
+  private batching = false;
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
   /** Settles when the connection has closed. */
   readonly done: Promise<void>;
   /** Export chosen by the handshake, for listings of connected clients. */
@@ -87,9 +91,9 @@ export class Connection {
     return this.context.stopping();
   }
 
-  /** Bytes handed to the socket and not yet sent. */
+  /** Reply bytes not yet sent (gathered or handed to the socket). */
   get backlogBytes(): number {
-    return this.stream.writableLength;
+    return this.stream.writableLength + this.queuedBytes;
   }
 
   get closed(): boolean {
@@ -100,9 +104,38 @@ export class Connection {
     this.context.logger.log(level, message, { connection: this.id, client: this.client.address ?? this.client.transport, ...fields });
   }
 
-  /** Writes one reply's pieces back to back. Dropped silently once the socket is gone. */
+  /**
+   * Writes one reply's pieces back to back. Dropped silently once the socket is gone.
+   * In transmission, replies finished in the same turn of the event loop are gathered
+   * and written together (one writev instead of one per reply).
+   */
   send(...pieces: Buffer[]): void {
     if (this.closed) return;
+    if (!this.batching) return this.writeNow(pieces);
+    for (const piece of pieces) {
+      this.queued.push(piece);
+      this.queuedBytes += piece.length;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flushQueued());
+    }
+  }
+
+  /** From here on replies are gathered per event-loop turn (see send). */
+  startBatching(): void {
+    this.batching = true;
+  }
+
+  private flushQueued(): void {
+    this.flushScheduled = false;
+    const pieces = this.queued;
+    this.queued = [];
+    this.queuedBytes = 0;
+    if (!this.closed && pieces.length > 0) this.writeNow(pieces);
+  }
+
+  private writeNow(pieces: readonly Buffer[]): void {
     if (pieces.length === 1) {
       this.stream.write(pieces[0]);
       return;
@@ -187,6 +220,7 @@ export class Connection {
       }
       this.exportName = chosen.name;
       this.log('info', 'client connected', { export: chosen.name, structuredReplies: chosen.structuredReplies, tls: this.tlsActive });
+      this.startBatching();
       await transmit(this, chosen);
       this.log('info', 'client disconnected', { export: chosen.name });
     } catch (error) {
@@ -194,6 +228,7 @@ export class Connection {
     } finally {
       clearTimeout(timer);
       this.reader.close('connection finished');
+      this.flushQueued();
       this.stream.end();
       setTimeout(() => this.socket.destroy(), 1000).unref();
     }
