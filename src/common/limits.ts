@@ -39,6 +39,8 @@ export const limits = {
   readSpanBytesMax: 4 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
+  /** Chunk locations the metadata store keeps in memory for reads. */
+  metaLocationCacheEntries: 65536,
   /** SQLite page cache of the metadata store. */
   metaCacheBytesMax: 32 * MiB,
   /** Blocks resolved per metadata query when walking large ranges (trim, status, flatten). */

@@ -151,6 +151,11 @@ export interface SqliteMetaStoreOptions {
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Db;
   private readonly statements = new Map<string, Statement>();
+  /**
+   * Recently read chunk locations. A chunk's location changes only when it moves (heal,
+   * compaction) or dies; both drop it here, inside the transaction that changes it.
+   */
+  private readonly locations = new Map<number, ChunkLocation>();
 
   private constructor(db: Db) {
     this.db = db;
@@ -348,10 +353,20 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  /** Locations of the listed chunks that exist, one range query per cluster of ids. */
+  /**
+   * Locations of the listed chunks that exist: from the location cache, the rest with
+   * one range query per cluster of ids.
+   */
   private locate(chunks: readonly ChunkRef[]): Map<number, ChunkLocation> {
-    const ids = [...new Set(chunks.filter((chunk): chunk is number => chunk !== null && chunk > 0))].sort((a, b) => a - b);
     const result = new Map<number, ChunkLocation>();
+    const missing = new Set<number>();
+    for (const chunk of chunks) {
+      if (chunk === null || chunk <= 0 || result.has(chunk)) continue;
+      const cached = this.locations.get(chunk);
+      if (cached === undefined) missing.add(chunk);
+      else result.set(chunk, cached);
+    }
+    const ids = [...missing].sort((a, b) => a - b);
     const statement = this.sql(
       `SELECT c.id, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length
          FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ?`,
@@ -359,10 +374,22 @@ export class SqliteMetaStore implements MetaStore {
     for (let index = 0; index < ids.length; ) {
       let last = index;
       while (last + 1 < ids.length && ids[last + 1] - ids[last] <= locateGapMax) last += 1;
-      for (const row of statement.all(ids[index], ids[last]) as LocationRow[]) result.set(row.id, toLocation(row));
+      for (const row of statement.all(ids[index], ids[last]) as LocationRow[]) {
+        const location = toLocation(row);
+        result.set(row.id, location);
+        if (missing.has(row.id)) this.rememberLocation(location);
+      }
       index = last + 1;
     }
     return result;
+  }
+
+  private rememberLocation(location: ChunkLocation): void {
+    this.locations.set(location.chunkId, location);
+    if (this.locations.size > limits.metaLocationCacheEntries) {
+      // Oldest first: Map iteration follows insertion order.
+      this.locations.delete(this.locations.keys().next().value as number);
+    }
   }
 
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>> {
@@ -587,6 +614,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   private moveChunk(chunkId: number, frameId: number, slot: number): void {
+    this.locations.delete(chunkId);
     const old = this.sql('SELECT frame_id FROM chunk WHERE id = ?').get(chunkId) as { frame_id: number } | undefined;
     if (!old) return;
     this.sql('UPDATE chunk SET frame_id = ?, slot = ? WHERE id = ?').run(frameId, slot, chunkId);
@@ -606,6 +634,7 @@ export class SqliteMetaStore implements MetaStore {
       | { refs: number; frame_id: number }
       | undefined;
     if (!row || row.refs > 0) return;
+    this.locations.delete(chunkId);
     this.sql('DELETE FROM chunk WHERE id = ?').run(chunkId);
     this.leaveFrame(row.frame_id);
   }
@@ -673,6 +702,7 @@ export class SqliteMetaStore implements MetaStore {
 
   deletePackRecord(packId: number): Promise<void> {
     return this.run('deleting a pack record', () => {
+      this.locations.clear();
       this.db.transaction(() => {
         this.sql('DELETE FROM frame WHERE pack_id = ?').run(packId);
         this.sql('DELETE FROM pack WHERE id = ?').run(packId);
