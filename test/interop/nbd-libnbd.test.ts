@@ -139,6 +139,8 @@ print("ok")
       '--verify=crc32c',
       '--do_verify=1',
       '--verify_fatal=1',
+      // fio would otherwise leave its verify state file in the working directory.
+      '--verify_state_save=0',
       '--output-format=json',
     ], { timeoutMs: 120_000 });
     const result = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] };
