@@ -2,6 +2,8 @@
  * Corruption tests: damage pack files behind the engine's back (a flipped payload byte,
  * a flipped byte in a frame's hash table, a payload byte flipped with both CRCs
  * recomputed so only the per-chunk SHA-256 can notice, a truncated pack), then reopen.
+ * Reads check the frame CRCs by default and the SHA-256 of a block read alone; the
+ * CRC-preserving case runs with reads verifying SHA-256 too (tuning readVerify).
  *
  * The contract (DESIGN.md, "verified on every read: a mismatch is corruption, never
  * silently returned"):
@@ -18,7 +20,7 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ErrorCode } from '../src/common/errors.js';
-import type { CheckIssue, Pool } from '../src/engine/index.js';
+import type { CheckIssue, Pool, PoolOpenOptions } from '../src/engine/index.js';
 import { assertSameBytes } from './helpers/data.js';
 import { expectStrataError } from './helpers/errors.js';
 import { codecIds, findChunk, flipByte, flipPayloadKeepingCrcs, packFrames, type PackFrame } from './helpers/pack-files.js';
@@ -61,6 +63,10 @@ interface DamageCase {
   readonly readCodes: readonly ErrorCode[];
   readonly checkKinds: readonly CheckIssue['kind'][];
   readonly countsChecksumErrors: boolean;
+  /** How the pool is opened after the damage (default: default tuning, reads check CRCs). */
+  readonly open?: PoolOpenOptions;
+  /** The codecs the case runs with (default: all). */
+  readonly codecs?: readonly ('none' | 'lz4')[];
 }
 
 /** Where in the payload to hit the chunk: its own bytes when stored raw, the middle when compressed. */
@@ -86,12 +92,25 @@ const cases: DamageCase[] = [
     countsChecksumErrors: true,
   },
   {
-    behaviour: 'a flipped payload byte with recomputed CRCs is still caught by the chunk SHA-256',
+    behaviour: 'with reads verifying SHA-256, a flipped payload byte with recomputed CRCs is still caught by the chunk SHA-256',
     block: 20,
     damage: (frame, slot) => flipPayloadKeepingCrcs(frame, payloadPosition(frame, slot)),
     readCodes: ['STRATA_E_CHECKSUM'],
     checkKinds: ['frame-corrupt', 'chunk-corrupt'],
     countsChecksumErrors: true,
+    open: { tuning: { readVerify: 'sha256' } },
+  },
+  {
+    // Reads check CRCs by default; a block read alone from an uncompressed frame is
+    // checked against its SHA-256 (that is cheaper than reading the frame), so even
+    // damage that keeps the CRCs right is caught there.
+    behaviour: 'a flipped byte with recomputed CRCs in an uncompressed frame is caught by reads of the block under the default tuning',
+    block: 20,
+    damage: (frame, slot) => flipPayloadKeepingCrcs(frame, payloadPosition(frame, slot)),
+    readCodes: ['STRATA_E_CHECKSUM'],
+    checkKinds: ['frame-corrupt', 'chunk-corrupt'],
+    countsChecksumErrors: true,
+    codecs: ['none'],
   },
   {
     behaviour: 'a pack truncated inside its last frame makes reads of that block fail and check report the pack short',
@@ -122,7 +141,7 @@ async function refusedBlocks(pool: Pool, codes: readonly ErrorCode[]): Promise<n
 }
 
 describe.each(['none', 'lz4'] as const)('damaged pack files (compression %s)', (compression) => {
-  for (const damageCase of cases) {
+  for (const damageCase of cases.filter((c) => c.codecs === undefined || c.codecs.includes(compression))) {
     it(damageCase.behaviour, async () => {
       await withTempDir(async (dir) => {
         await buildPool(dir, compression);
@@ -134,7 +153,7 @@ describe.each(['none', 'lz4'] as const)('damaged pack files (compression %s)', (
         }
         damageCase.damage(frame, slot);
 
-        await withOpenPool(dir, {}, async (pool) => {
+        await withOpenPool(dir, damageCase.open ?? {}, async (pool) => {
           const victim = pool.openVolume('victim');
           const at = damageCase.block * blockSize;
           // Refused every time: nothing wrong was cached by the first attempt.

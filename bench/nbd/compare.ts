@@ -15,6 +15,8 @@ import { GiB, MiB, printTable, withScratch } from '../support.js';
 const sizeBytes = Number(process.env.STRATA_BENCH_NBD_BYTES ?? GiB);
 const runtimeSeconds = Number(process.env.STRATA_BENCH_NBD_SECONDS ?? 10);
 const basePort = 10900;
+/** STRATA_BENCH_NBD_SERVERS=strata,raw keeps the servers whose names contain one of these. */
+const serverFilter = process.env.STRATA_BENCH_NBD_SERVERS?.split(',') ?? null;
 
 interface Target {
   readonly name: string;
@@ -124,7 +126,7 @@ export async function benchNbd(): Promise<void> {
   }
   const results = new Map<string, Record<string, number>>();
   let port = basePort;
-  for (const target of targets()) {
+  for (const target of targets().filter((t) => serverFilter === null || serverFilter.some((part) => t.name.includes(part)))) {
     await withScratch('nbd', async (dir) => {
       port += 1;
       const child = target.start(dir, port);

@@ -2,8 +2,9 @@
  * A byte-bounded LRU of decompressed frames. A random 4 KiB read of a block stored in a
  * 64 KiB frame decompresses the frame once; neighbouring reads then hit the cache.
  * Map iteration order is insertion order, so re-inserting on hit keeps it an LRU.
- * Each entry remembers which of its chunks have been verified against their SHA-256:
- * bytes are checked when they come from disk, not again on every hit in memory.
+ * Each entry remembers which of its chunks have been checked (hash prefix against
+ * metadata, and SHA-256 when reads verify it): bytes are checked when they come from
+ * disk, not again on every hit in memory.
  */
 export interface CachedFrame {
   readonly raw: Buffer;

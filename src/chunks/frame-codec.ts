@@ -44,13 +44,18 @@ export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Bu
   return frameRecord(codec, blockSize, raw, payload, hashes);
 }
 
+/** True when a compressed payload saves enough of the raw bytes to be stored. */
+export function worthCompressing(rawBytes: number, compressedBytes: number): boolean {
+  return compressedBytes <= rawBytes * (1 - limits.compressionSavingsMinFraction);
+}
+
 /**
  * Builds the record from raw blocks and their compressed form (made here or on another
- * thread). A payload that is null or not smaller than the raw bytes is not used: the
- * frame is stored with codec "none".
+ * thread). A payload that is null or saves too little (worthCompressing) is not used:
+ * the frame is stored with codec "none".
  */
 export function frameRecord(codec: Codec, blockSize: number, raw: Buffer, compressed: Buffer | null, hashes: readonly Buffer[]): Buffer {
-  const useCompressed = compressed !== null && codec !== 'none' && compressed.length < raw.length;
+  const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(raw.length, compressed.length);
   const payload = useCompressed ? compressed : raw;
   const usedCodec: Codec = useCompressed ? codec : 'none';
   const chunkCount = hashes.length;

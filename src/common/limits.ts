@@ -12,6 +12,12 @@ export const limits = {
   blockSizeDefaultBytes: 4 * KiB,
   /** New chunks are compressed together in frames of at most this many raw bytes. */
   frameRawBytesMax: 64 * KiB,
+  /**
+   * A frame is stored compressed only when that saves at least this fraction of its raw
+   * bytes (as ZFS does with 1/8): barely compressible data then reads without being
+   * decompressed, and a block of it can be read and verified alone.
+   */
+  compressionSavingsMinFraction: 0.125,
   /** A pack file is sealed once it grows past this size. */
   packBytesMax: 64 * MiB,
   /** Largest volume; keeps every byte offset a safe JavaScript integer with room to spare. */

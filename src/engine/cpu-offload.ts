@@ -12,6 +12,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Codec } from '../common/codec-names.js';
 import { StrataError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
 
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -41,7 +42,7 @@ function decompress(codec, stored) {
   return zstdDecompressor.decompress(stored);
 }
 // Checks a frame record whose header the main thread already decoded: payload CRC,
-// decompression to the expected length, then each chunk against its SHA-256.
+// decompression to the expected length, then (when asked) each chunk against its SHA-256.
 function decodeFrame(frame) {
   const record = Buffer.from(frame.record);
   const payload = record.subarray(frame.headerLength);
@@ -54,7 +55,7 @@ function decodeFrame(frame) {
   }
   if (raw.length !== frame.chunkCount * frame.blockSize) return { error: 'frame decompressed to the wrong length' };
   const verified = new Uint8Array(frame.chunkCount);
-  for (let slot = 0; slot < frame.chunkCount; slot += 1) {
+  for (let slot = 0; frame.checkHashes && slot < frame.chunkCount; slot += 1) {
     const digest = createHash('sha256').update(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize)).digest();
     if (digest.equals(record.subarray(24 + slot * 32, 24 + (slot + 1) * 32))) verified[slot] = 1;
   }
@@ -90,7 +91,7 @@ function compressFrames(message) {
   for (const slots of message.frames) {
     const raw = Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
     const packed = compress(message.codec, raw);
-    if (packed === null || packed.length >= raw.length) { payloads.push(null); continue; }
+    if (packed === null || packed.length > raw.length * (1 - workerData.savingsMinFraction)) { payloads.push(null); continue; }
     const copy = new Uint8Array(packed.length);
     copy.set(packed);
     payloads.push(copy);
@@ -124,6 +125,8 @@ export interface FrameToDecode {
   readonly payloadCrc: number;
   readonly chunkCount: number;
   readonly blockSize: number;
+  /** Check each chunk against its SHA-256 (reads verify `sha256`); else verified stays 0. */
+  readonly checkHashes: boolean;
 }
 
 export type DecodedFrame = { readonly raw: Uint8Array; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
@@ -140,7 +143,7 @@ export class CpuOffload {
   private slab = new SharedArrayBuffer(0);
 
   constructor(zstdLevel: number) {
-    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel } });
+    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel, savingsMinFraction: limits.compressionSavingsMinFraction } });
     this.worker.unref();
     this.worker.on('message', (message: { id: number; result?: unknown; error?: string }) => {
       const pending = this.pending.get(message.id);

@@ -14,7 +14,7 @@ export type {
   VolumeStats,
 } from './pool.js';
 export type { BlockDevice, BlockExtent, ExtentType, WriteOptions, ZeroOptions } from './block-device.js';
-export type { PoolTuning } from './pool-context.js';
+export type { PoolTuning, ReadVerify } from './pool-context.js';
 export { defaultTuning } from './pool-context.js';
 export type { CheckIssue, CheckOptions, CheckReport } from './check.js';
 export type { ReclaimOptions, ReclaimProgress, ReclaimReport } from './reclaim.js';

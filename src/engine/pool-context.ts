@@ -5,9 +5,10 @@
  * exported from the engine; the Pool class is the public face.
  */
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type ChunkStore } from '../chunks/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
 import { hashPrefix, type ChunkCandidate, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
@@ -23,7 +24,16 @@ export interface PoolTuning {
   readonly compactGraceMs: number;
   /** 0 turns the background reclaimer off (it can still run on demand). */
   readonly compactIntervalMs: number;
+  /**
+   * What a read from a pack checks. `crc`: the frame's header and payload CRC-32s and the
+   * chunk's hash prefix against metadata (corruption on disk is caught; the full SHA-256
+   * is re-hashed by `check --deep`, compaction and dedup). `sha256`: also every chunk
+   * against its SHA-256, which costs about one core per GB/s read.
+   */
+  readonly readVerify: ReadVerify;
 }
+
+export type ReadVerify = 'crc' | 'sha256';
 
 export const defaultTuning: PoolTuning = {
   frameRawBytesMax: limits.frameRawBytesMax,
@@ -33,6 +43,7 @@ export const defaultTuning: PoolTuning = {
   compactLiveFractionMax: limits.compactLiveFractionMax,
   compactGraceMs: limits.compactGraceMs,
   compactIntervalMs: limits.compactIntervalMs,
+  readVerify: 'crc',
 };
 
 export class VolumeState {
@@ -69,6 +80,15 @@ export const damagedKey = (chunkId: number) => `damaged:${chunkId}`;
 
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
+}
+
+/**
+ * True when a chunk's frame is stored uncompressed (its payload is the raw blocks; a
+ * compressed payload is always shorter), so one block of it can be read and verified
+ * on its own.
+ */
+export function storedRaw(location: ChunkLocation, blockSize: number): boolean {
+  return location.length === frameHeaderBytes + location.frameChunks * (hashBytes + blockSize);
 }
 
 export class PoolContext {
@@ -143,27 +163,42 @@ export class PoolContext {
   /**
    * Returns the verified bytes of one stored chunk (a view into a cached frame: copy it
    * before keeping it). A CRC or SHA-256 mismatch counts and throws STRATA_E_CHECKSUM;
-   * wrong bytes are never returned.
+   * wrong bytes are never returned. `alone` (the default) says the caller wants few
+   * blocks of this frame: a block of an uncompressed frame that is not cached is then
+   * read by itself and checked against its SHA-256, instead of reading the whole frame.
    */
-  async readChunk(location: ChunkLocation): Promise<Buffer> {
-    let frame = this.frameCache.get(location.frameId);
-    if (frame === undefined) {
-      const record = await this.chunks.read(location);
-      try {
-        const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
-        frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.hashes);
-      } catch (error) {
-        this.noteCorrupt(location.chunkId);
-        throw error;
-      }
+  async readChunk(location: ChunkLocation, alone = true): Promise<Buffer> {
+    const cached = this.cachedChunk(location);
+    if (cached !== undefined) return cached;
+    if (alone && storedRaw(location, this.blockSize)) return this.readRawBlock(location);
+    const record = await this.chunks.read(location);
+    let frame: CachedFrame;
+    try {
+      const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
+      frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.hashes);
+    } catch (error) {
+      this.noteCorrupt(location.chunkId);
+      throw error;
     }
+    return this.frameBlock(frame, location);
+  }
+
+  /** The verified bytes of a chunk whose frame is in the frame cache, else undefined. */
+  cachedChunk(location: ChunkLocation): Buffer | undefined {
+    const frame = this.frameCache.get(location.frameId);
+    return frame === undefined ? undefined : this.frameBlock(frame, location);
+  }
+
+  /** Checks and returns one block of a decoded frame (see readChunk). */
+  private frameBlock(frame: CachedFrame, location: ChunkLocation): Buffer {
     const size = this.blockSize;
     const block = frame.raw.subarray(location.slot * size, (location.slot + 1) * size);
     if (frame.verified[location.slot] === 1) return block;
-    // The header's hash must be the one metadata expects (its prefix), and the bytes
-    // must match the header's hash.
+    // The header's hash must be the one metadata expects (its prefix), and, when reads
+    // verify SHA-256, the bytes must match the header's hash.
     const expected = frame.hashes[location.slot];
-    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || !sha256(block).equals(expected)) {
+    const checkHash = this.tuning.readVerify === 'sha256';
+    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || (checkHash && !sha256(block).equals(expected))) {
       this.noteCorrupt(location.chunkId);
       this.frameCache.delete(location.frameId);
       throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
@@ -176,11 +211,32 @@ export class PoolContext {
     return block;
   }
 
+  /** One block of an uncompressed frame, read with its hash from the header and verified. */
+  private async readRawBlock(location: ChunkLocation): Promise<Buffer> {
+    const size = this.blockSize;
+    const table = location.offset + frameHeaderBytes;
+    const [expected, block] = await Promise.all([
+      this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.slot, length: hashBytes }),
+      this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.frameChunks + size * location.slot, length: size }),
+    ]);
+    if (hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) {
+      this.noteCorrupt(location.chunkId);
+      throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
+        chunkId: location.chunkId,
+        packId: location.packId,
+        offset: location.offset,
+      });
+    }
+    return block;
+  }
+
   /**
-   * Brings the frames of these chunks into the frame cache, checked and decompressed on
-   * the read worker (one message for all of them), so that a large read spends this
-   * thread's time on metadata and replies. Frames that fail are left out: readChunk then
-   * reads them again here and reports the failure.
+   * Brings the frames of these chunks into the frame cache. Compressed frames (and all
+   * frames when reads verify SHA-256) are checked and decompressed on the read worker,
+   * one message for all of them, so that a large read spends this thread's time on
+   * metadata and replies; an uncompressed frame only needs its CRC, which is cheaper
+   * here than a trip to the worker. Frames that fail are left out: readChunk then reads
+   * them again here and reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
     const wanted = new Map<number, ChunkLocation>();
@@ -195,12 +251,18 @@ export class PoolContext {
         continue;
       }
       if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
+      if (header.codec === 'none' && this.tuning.readVerify === 'crc') {
+        const payload = record.subarray(header.headerLength);
+        if (crc32(payload) === header.payloadCrc) this.frameCache.set(location.frameId, payload, header.hashes);
+        continue;
+      }
       frames.push({
         location,
         hashes: header.hashes,
-        job: { record, headerLength: header.headerLength, codec: header.codec, payloadCrc: header.payloadCrc, chunkCount: header.chunkCount, blockSize: header.blockSize },
+        job: { record, headerLength: header.headerLength, codec: header.codec, payloadCrc: header.payloadCrc, chunkCount: header.chunkCount, blockSize: header.blockSize, checkHashes: this.tuning.readVerify === 'sha256' },
       });
     }
+    if (frames.length === 0) return;
     const decoded = await this.readOffload.decodeFrames(frames.map((frame) => frame.job));
     decoded.forEach((result, index) => {
       if (result.error !== undefined) return;
@@ -252,7 +314,7 @@ export class PoolContext {
       if (cached !== undefined) {
         hashes = cached.hashes;
       } else {
-        const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * candidate.frameChunks);
+        const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
         try {
           hashes = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashes;
         } catch (error) {

@@ -9,14 +9,16 @@
  */
 import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import { ZERO_CHUNK, type MappedExtent, type VolumeRecord } from '../meta/index.js';
+import { ZERO_CHUNK, type ChunkLocation, type MappedExtent, type VolumeRecord } from '../meta/index.js';
 import type { BlockDevice, BlockExtent, ExtentType, WriteOptions, ZeroOptions } from './block-device.js';
 import { resolveBlocks } from './extent-reader.js';
-import type { PoolContext, VolumeState } from './pool-context.js';
+import { storedRaw, type PoolContext, type VolumeState } from './pool-context.js';
 import { backpressure, flushPool } from './writeback.js';
 import { entryBytes, type BufferedBlock } from './write-buffer.js';
 
 const windowBlocks = limits.extentWindowBlocks;
+/** A read wanting under 1/4 of an uncompressed frame's blocks reads those blocks alone. */
+const readAloneFraction = 4;
 /** Block status answers at most this many blocks per call; callers continue from there. */
 const statusBlocksMax = 1 << 20;
 
@@ -46,12 +48,18 @@ async function fillFromStore(
 ): Promise<void> {
   const size = ctx.blockSize;
   const locations = rows.flatMap((row) => (row === null || row.location === null ? [] : [row.location]));
-  if (locations.length > 1 && locations[0].frameId !== locations[locations.length - 1].frameId) await ctx.loadFrames(locations);
+  // Frames the read wants most of are read (and checked) whole, several at once on the
+  // read worker; of an uncompressed frame it wants little of, blocks are read alone.
+  const wanted = new Map<number, number>();
+  for (const location of locations) wanted.set(location.frameId, (wanted.get(location.frameId) ?? 0) + 1);
+  const alone = (location: ChunkLocation) => storedRaw(location, size) && (wanted.get(location.frameId) as number) * readAloneFraction < location.frameChunks;
+  const whole = locations.filter((location) => !alone(location));
+  if (whole.length > 1 && whole[0].frameId !== whole[whole.length - 1].frameId) await ctx.loadFrames(whole);
   for (let index = 0; index < rows.length; index += 1) {
     const row = rows[index];
     if (row === null || row.location === null) continue;
     const block = firstBlock + index;
-    const data = await ctx.readChunk(row.location);
+    const data = ctx.cachedChunk(row.location) ?? (await ctx.readChunk(row.location, alone(row.location)));
     copyBlockPart(data, block * size, offset, out);
   }
 }

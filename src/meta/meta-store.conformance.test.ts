@@ -159,7 +159,7 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     });
     const found = await store.chunkCandidates([hash(7, 3), hash(8)]);
     expect([...found.keys()]).toEqual([hash(7, 3).toString('latin1')]);
-    expect(found.get(hash(7, 3).toString('latin1'))!.map((c) => [c.chunkId, c.refs, c.location.slot, c.frameChunks])).toEqual([
+    expect(found.get(hash(7, 3).toString('latin1'))!.map((c) => [c.chunkId, c.refs, c.location.slot, c.location.frameChunks])).toEqual([
       [1, 1, 0, 2],
       [2, 3, 1, 2],
     ]);

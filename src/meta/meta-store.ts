@@ -67,6 +67,8 @@ export interface ChunkLocation {
   readonly packId: number;
   readonly offset: number;
   readonly length: number;
+  /** Chunks in the frame: its header holds that many hashes. */
+  readonly frameChunks: number;
 }
 
 export interface MappedExtent extends ExtentRow {
@@ -154,8 +156,6 @@ export interface ChunkCandidate {
   readonly chunkId: number;
   readonly refs: number;
   readonly location: ChunkLocation;
-  /** Chunks in the candidate's frame: the header holds that many hashes. */
-  readonly frameChunks: number;
 }
 
 export interface PoolCounters {
