@@ -39,9 +39,8 @@ export interface FrameHeader {
 
 /** Encodes blocks (each exactly blockSize bytes) into one frame record, compressing here. */
 export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Buffer[], hashes: readonly Buffer[]): Buffer {
-  const raw = blocks.length === 1 ? blocks[0] : Buffer.concat(blocks);
-  const payload = codec === 'none' ? null : compress(codec, raw);
-  return frameRecord(codec, blockSize, raw, payload, hashes);
+  const payload = codec === 'none' ? null : compress(codec, blocks.length === 1 ? blocks[0] : Buffer.concat(blocks));
+  return frameRecord(codec, blockSize, blocks, payload, hashes);
 }
 
 /** True when a compressed payload saves enough of the raw bytes to be stored. */
@@ -50,17 +49,22 @@ export function worthCompressing(rawBytes: number, compressedBytes: number): boo
 }
 
 /**
- * Builds the record from raw blocks and their compressed form (made here or on another
- * thread). A payload that is null or saves too little (worthCompressing) is not used:
- * the frame is stored with codec "none".
+ * Builds the record from raw blocks (each blockSize bytes) and their compressed form
+ * (made here or on another thread). A payload that is null or saves too little
+ * (worthCompressing) is not used: the frame is stored with codec "none", the blocks
+ * copied straight into the record.
  */
-export function frameRecord(codec: Codec, blockSize: number, raw: Buffer, compressed: Buffer | null, hashes: readonly Buffer[]): Buffer {
-  const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(raw.length, compressed.length);
-  const payload = useCompressed ? compressed : raw;
+export function frameRecord(codec: Codec, blockSize: number, blocks: readonly Buffer[], compressed: Buffer | null, hashes: readonly Buffer[]): Buffer {
+  const rawLength = blocks.length * blockSize;
+  const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(rawLength, compressed.length);
+  const payloadLength = useCompressed ? compressed.length : rawLength;
   const usedCodec: Codec = useCompressed ? codec : 'none';
   const chunkCount = hashes.length;
   const headerLength = frameHeaderBytes + hashBytes * chunkCount;
-  const record = Buffer.allocUnsafe(headerLength + payload.length);
+  const record = Buffer.allocUnsafe(headerLength + payloadLength);
+  if (useCompressed) compressed.copy(record, headerLength);
+  else blocks.forEach((block, index) => block.copy(record, headerLength + index * blockSize));
+  const payload = record.subarray(headerLength);
   record.writeUInt32LE(frameMagic, 0);
   record.writeUInt8(frameVersion, 4);
   record.writeUInt8(codecIds[usedCodec], 5);
@@ -71,7 +75,6 @@ export function frameRecord(codec: Codec, blockSize: number, raw: Buffer, compre
   for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
   const headerCrc = crc32(record.subarray(frameHeaderBytes, headerLength), crc32(record.subarray(0, 20)));
   record.writeUInt32LE(headerCrc, 20);
-  payload.copy(record, headerLength);
   return record;
 }
 

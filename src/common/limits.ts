@@ -18,6 +18,12 @@ export const limits = {
    * decompressed, and a block of it can be read and verified alone.
    */
   compressionSavingsMinFraction: 0.125,
+  /**
+   * Destage does not try to compress a frame whose sampled byte entropy is above this
+   * (bits per byte, 8 for random bytes) and whose samples never repeat: such data cannot
+   * save the fraction above, and zstd is at its slowest on it (btrfs judges the same way).
+   */
+  compressEntropyBitsMax: 7.5,
   /** A pack file is sealed once it grows past this size. */
   packBytesMax: 64 * MiB,
   /** Largest volume; keeps every byte offset a safe JavaScript integer with room to spare. */

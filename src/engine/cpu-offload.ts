@@ -83,6 +83,35 @@ function hashBlocks(message) {
   }
   return { result: { hashes, zero }, transfer: [hashes.buffer, zero.buffer] };
 }
+// Whether raw looks incompressible, judged from about 4 KiB sampled in 16-byte pieces
+// (as btrfs does): high Shannon entropy of the sampled bytes (bits per byte, with the
+// Miller-Madow correction for the small sample) and no repeated pieces (repeats mean
+// matches, which compress whatever the byte statistics). The stride is odd so that the
+// samples do not keep landing on the same field of a record-structured block.
+function looksIncompressible(raw) {
+  const counts = new Uint32Array(256);
+  const stride = Math.max(16, Math.floor(raw.length / 256)) + 9;
+  const pieces = new Set();
+  let samples = 0;
+  let repeats = 0;
+  for (let at = 0; at + 16 <= raw.length; at += stride) {
+    for (let i = at; i < at + 16; i += 1) counts[raw[i]] += 1;
+    samples += 16;
+    const key = raw.readUInt32LE(at) * 4294967296 + raw.readUInt32LE(at + 4);
+    if (pieces.has(key)) repeats += 1;
+    else pieces.add(key);
+  }
+  if (samples === 0 || repeats * 32 >= pieces.size + repeats) return false;
+  let bits = 0;
+  let seen = 0;
+  for (const count of counts) {
+    if (count === 0) continue;
+    const p = count / samples;
+    bits -= p * Math.log2(p);
+    seen += 1;
+  }
+  return bits + (seen - 1) / (2 * samples * Math.LN2) > workerData.entropyBitsMax;
+}
 function compressFrames(message) {
   const slab = Buffer.from(message.slab);
   const size = message.blockSize;
@@ -90,6 +119,7 @@ function compressFrames(message) {
   const transfer = [];
   for (const slots of message.frames) {
     const raw = Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
+    if (looksIncompressible(raw)) { payloads.push(null); continue; }
     const packed = compress(message.codec, raw);
     if (packed === null || packed.length > raw.length * (1 - workerData.savingsMinFraction)) { payloads.push(null); continue; }
     const copy = new Uint8Array(packed.length);
@@ -143,7 +173,7 @@ export class CpuOffload {
   private slab = new SharedArrayBuffer(0);
 
   constructor(zstdLevel: number) {
-    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel, savingsMinFraction: limits.compressionSavingsMinFraction } });
+    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel, savingsMinFraction: limits.compressionSavingsMinFraction, entropyBitsMax: limits.compressEntropyBitsMax } });
     this.worker.unref();
     this.worker.on('message', (message: { id: number; result?: unknown; error?: string }) => {
       const pending = this.pending.get(message.id);

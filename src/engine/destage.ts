@@ -279,10 +279,10 @@ function writeFrames(
   packEnds: Map<number, number>,
 ): void {
   frames.forEach((group, index) => {
-    const raw = Buffer.concat(group.map((chunk) => data[chunk.slot].entry));
     const payload = payloads[index];
     const compressed = payload === null ? null : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    const record = frameRecord(ctx.policy.compression, ctx.blockSize, raw, compressed, group.map((chunk) => chunk.hash));
+    const blocks = group.map((chunk) => data[chunk.slot].entry);
+    const record = frameRecord(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash));
     const location = ctx.chunks.append(record);
     noteAppend(packStarts, packEnds, location);
     const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };

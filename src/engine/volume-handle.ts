@@ -71,6 +71,13 @@ function copyBlockPart(data: Buffer, blockStart: number, offset: number, out: Bu
   if (to > from) data.copy(out, from - offset, from - blockStart, to - blockStart);
 }
 
+/** A copy of a block in memory of its own (not zero-filled first, unlike Buffer.from). */
+function copyOf(piece: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(piece.length);
+  piece.copy(copy);
+  return copy;
+}
+
 function extentType(row: MappedExtent | null): ExtentType {
   if (row === null) return 'hole';
   return row.chunk === ZERO_CHUNK ? 'zero' : 'data';
@@ -224,7 +231,7 @@ export class VolumeHandle extends BaseHandle {
       const to = Math.min(end, blockStart + size);
       if (to - from === size) {
         const piece = data.subarray(from - offset, to - offset);
-        this.setEntry(block, piece.equals(this.ctx.zeroBlock) ? 'zero' : Buffer.from(piece));
+        this.setEntry(block, piece.equals(this.ctx.zeroBlock) ? 'zero' : copyOf(piece));
       } else {
         await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
       }
