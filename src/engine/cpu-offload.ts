@@ -41,10 +41,12 @@ function decompress(codec, stored) {
   if (zstdDecompressor === null) zstdDecompressor = new zstd.Decompressor();
   return zstdDecompressor.decompress(stored);
 }
-// Checks a frame record whose header the main thread already decoded: payload CRC,
-// decompression to the expected length, then (when asked) each chunk against its SHA-256.
-function decodeFrame(frame) {
-  const record = Buffer.from(frame.record);
+// Checks a frame record (inside one of the spans) whose header the main thread already
+// decoded: payload CRC, decompression to the expected length, then (when asked) each
+// chunk against its SHA-256. An uncompressed frame's blocks stay where they are in the
+// span; a decompressed one comes back in a buffer of its own.
+function decodeFrame(frame, spans) {
+  const record = Buffer.from(spans[frame.span], frame.start, frame.length);
   const payload = record.subarray(frame.headerLength);
   if (crc32(payload) !== frame.payloadCrc) return { error: 'frame payload checksum mismatch' };
   let raw;
@@ -59,15 +61,16 @@ function decodeFrame(frame) {
     const digest = createHash('sha256').update(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize)).digest();
     if (digest.equals(record.subarray(24 + slot * 32, 24 + (slot + 1) * 32))) verified[slot] = 1;
   }
+  if (frame.codec === 'none') return { raw: null, verified };
   const copy = new Uint8Array(raw.length);
   copy.set(raw);
   return { raw: copy, verified };
 }
 function decodeFrames(message) {
-  const results = message.frames.map(decodeFrame);
-  const transfer = [];
-  for (const result of results) if (result.raw) transfer.push(result.raw.buffer, result.verified.buffer);
-  return { result: results, transfer };
+  const frames = message.frames.map((frame) => decodeFrame(frame, message.spans));
+  const transfer = [...message.spans];
+  for (const result of frames) if (result.verified) transfer.push(result.verified.buffer, ...(result.raw ? [result.raw.buffer] : []));
+  return { result: { frames, spans: message.spans }, transfer };
 }
 function hashBlocks(message) {
   const slab = Buffer.from(message.slab);
@@ -148,8 +151,10 @@ export interface HashResult {
 }
 
 export interface FrameToDecode {
-  /** The whole frame record, in a buffer of its own (it is transferred). */
-  readonly record: Uint8Array;
+  /** The frame record is bytes [start, start + length) of spans[span]. */
+  readonly span: number;
+  readonly start: number;
+  readonly length: number;
   readonly headerLength: number;
   readonly codec: Codec;
   readonly payloadCrc: number;
@@ -159,7 +164,14 @@ export interface FrameToDecode {
   readonly checkHashes: boolean;
 }
 
-export type DecodedFrame = { readonly raw: Uint8Array; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
+/** raw is null for an uncompressed frame: its blocks are its payload, in the span. */
+export type DecodedFrame = { readonly raw: Uint8Array | null; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
+
+export interface DecodedSpans {
+  readonly frames: DecodedFrame[];
+  /** The spans, handed back. */
+  readonly spans: ArrayBuffer[];
+}
 
 interface Pending {
   resolve(value: unknown): void;
@@ -223,20 +235,20 @@ export class CpuOffload {
   }
 
   /**
-   * Verifies and decompresses frame records off this thread. Each record is handed over
-   * (its buffer is detached). A failed frame comes back with the reason; a chunk whose
-   * bytes do not match its hash is left unverified (the caller reports it).
+   * Verifies and decompresses frame records off this thread. The spans holding them are
+   * handed over and back (detached meanwhile: use the returned ones). A failed frame
+   * comes back with the reason; a chunk whose bytes do not match its hash is left
+   * unverified (the caller reports it).
    */
-  decodeFrames(frames: readonly FrameToDecode[]): Promise<DecodedFrame[]> {
-    // A record sharing its buffer (Node's small-buffer pool) is copied: only a buffer of
-    // its own can be handed over.
-    const own = (record: Uint8Array) => (record.byteOffset === 0 && record.buffer.byteLength === record.length ? record : new Uint8Array(record));
-    const message = frames.map((frame) => ({ ...frame, record: own(frame.record).buffer }));
-    return new Promise<DecodedFrame[]>((resolve, reject) => {
+  decodeFrames(spans: readonly Buffer[], frames: readonly FrameToDecode[]): Promise<DecodedSpans> {
+    // A span sharing its memory (Node's small-buffer pool) is copied into memory of its
+    // own (not with Buffer.from, which may pool again): only such memory can be handed over.
+    const buffers = spans.map((span) => (span.byteOffset === 0 && span.buffer.byteLength === span.length ? span : new Uint8Array(span)).buffer as ArrayBuffer);
+    return new Promise<DecodedSpans>((resolve, reject) => {
       const id = this.nextId;
       this.nextId += 1;
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ op: 'decode', frames: message, id }, message.map((frame) => frame.record as ArrayBuffer));
+      this.worker.postMessage({ op: 'decode', spans: buffers, frames, id }, buffers);
     });
   }
 

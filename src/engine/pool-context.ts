@@ -5,7 +5,6 @@
  * exported from the engine; the Pool class is the public face.
  */
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
@@ -231,44 +230,59 @@ export class PoolContext {
   }
 
   /**
-   * Brings the frames of these chunks into the frame cache. Compressed frames (and all
-   * frames when reads verify SHA-256) are checked and decompressed on the read worker,
-   * one message for all of them, so that a large read spends this thread's time on
-   * metadata and replies; an uncompressed frame only needs its CRC, which is cheaper
-   * here than a trip to the worker. Frames that fail are left out: readChunk then reads
-   * them again here and reports the failure.
+   * Brings the frames of these chunks into the frame cache, checked (and decompressed)
+   * on the read worker, one message for all of them, so that a large read spends this
+   * thread's time on metadata and replies. The spans read from packs travel to the
+   * worker and back without copies; an uncompressed frame is cached as a view of its
+   * span. Frames that fail are left out: readChunk then reads them again here and
+   * reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
     const wanted = new Map<number, ChunkLocation>();
     for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
     if (wanted.size === 0) return;
+    const spans = await this.readAdjacent([...wanted.values()]);
     const frames: { location: ChunkLocation; hashes: readonly Buffer[]; job: FrameToDecode }[] = [];
-    for (const [location, record] of await this.readAdjacent([...wanted.values()])) {
-      let header;
-      try {
-        header = decodeFrameHeader(record, { packId: location.packId, offset: location.offset });
-      } catch {
-        continue;
+    spans.forEach((span, spanIndex) => {
+      for (const { location, start } of span.frames) {
+        const record = span.bytes.subarray(start, start + location.length);
+        let header;
+        try {
+          header = decodeFrameHeader(record, { packId: location.packId, offset: location.offset });
+        } catch {
+          continue;
+        }
+        if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
+        frames.push({
+          location,
+          hashes: header.hashes,
+          job: {
+            span: spanIndex,
+            start,
+            length: record.length,
+            headerLength: header.headerLength,
+            codec: header.codec,
+            payloadCrc: header.payloadCrc,
+            chunkCount: header.chunkCount,
+            blockSize: header.blockSize,
+            checkHashes: this.tuning.readVerify === 'sha256',
+          },
+        });
       }
-      if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
-      if (header.codec === 'none' && this.tuning.readVerify === 'crc') {
-        const payload = record.subarray(header.headerLength);
-        if (crc32(payload) === header.payloadCrc) this.frameCache.set(location.frameId, payload, header.hashes);
-        continue;
-      }
-      frames.push({
-        location,
-        hashes: header.hashes,
-        job: { record, headerLength: header.headerLength, codec: header.codec, payloadCrc: header.payloadCrc, chunkCount: header.chunkCount, blockSize: header.blockSize, checkHashes: this.tuning.readVerify === 'sha256' },
-      });
-    }
+    });
     if (frames.length === 0) return;
-    const decoded = await this.readOffload.decodeFrames(frames.map((frame) => frame.job));
-    decoded.forEach((result, index) => {
+    const decoded = await this.readOffload.decodeFrames(
+      spans.map((span) => span.bytes),
+      frames.map((frame) => frame.job),
+    );
+    decoded.frames.forEach((result, index) => {
       if (result.error !== undefined) return;
-      const raw = Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength);
-      const entry = this.frameCache.set(frames[index].location.frameId, raw, frames[index].hashes);
-      entry.verified.set(result.verified);
+      const { job, location, hashes } = frames[index];
+      const raw =
+        result.raw === null
+          ? Buffer.from(decoded.spans[job.span], job.start + job.headerLength, job.length - job.headerLength)
+          : Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength);
+      this.frameCache.set(location.frameId, raw, hashes).verified.set(result.verified);
     });
   }
 
@@ -276,9 +290,9 @@ export class PoolContext {
    * Reads frame records, one read for each run of frames that sit back to back in a pack
    * (the frames of one destage do, in block order), up to limits.readSpanBytesMax.
    */
-  private async readAdjacent(locations: ChunkLocation[]): Promise<[ChunkLocation, Buffer][]> {
+  private async readAdjacent(locations: ChunkLocation[]): Promise<{ bytes: Buffer; frames: { location: ChunkLocation; start: number }[] }[]> {
     const sorted = locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset);
-    const result: [ChunkLocation, Buffer][] = [];
+    const result: { bytes: Buffer; frames: { location: ChunkLocation; start: number }[] }[] = [];
     for (let first = 0; first < sorted.length; ) {
       let last = first;
       while (
@@ -290,11 +304,8 @@ export class PoolContext {
         last += 1;
       }
       const start = sorted[first].offset;
-      const span = await this.chunks.read({ packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start });
-      for (let index = first; index <= last; index += 1) {
-        const location = sorted[index];
-        result.push([location, span.subarray(location.offset - start, location.offset - start + location.length)]);
-      }
+      const bytes = await this.chunks.read({ packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start });
+      result.push({ bytes, frames: sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start })) });
       first = last + 1;
     }
     return result;

@@ -45,6 +45,7 @@ async function fillFromStore(
   firstBlock: number,
   offset: number,
   out: Buffer,
+  filled: Uint8Array,
 ): Promise<void> {
   const size = ctx.blockSize;
   const locations = rows.flatMap((row) => (row === null || row.location === null ? [] : [row.location]));
@@ -61,6 +62,23 @@ async function fillFromStore(
     const block = firstBlock + index;
     const data = ctx.cachedChunk(row.location) ?? (await ctx.readChunk(row.location, alone(row.location)));
     copyBlockPart(data, block * size, offset, out);
+    filled[index] = 1;
+  }
+}
+
+/** Zeroes the parts of `out` that belong to blocks no data was copied for. */
+function zeroUnfilled(out: Buffer, filled: Uint8Array, firstBlock: number, offset: number, size: number): void {
+  for (let index = 0; index < filled.length; ) {
+    if (filled[index] === 1) {
+      index += 1;
+      continue;
+    }
+    let end = index + 1;
+    while (end < filled.length && filled[end] === 0) end += 1;
+    const from = Math.max(0, (firstBlock + index) * size - offset);
+    const to = Math.min(out.length, (firstBlock + end) * size - offset);
+    out.fill(0, from, to);
+    index = end;
   }
 }
 
@@ -121,22 +139,28 @@ abstract class BaseHandle implements BlockDevice {
   async read(offset: number, length: number): Promise<Buffer> {
     this.checkLive();
     checkRange(this, offset, length, limits.ioBytesMax);
-    const out = Buffer.alloc(length);
+    // Not zero-filled up front: blocks that get no data (holes, zeros) are zeroed last.
+    const out = Buffer.allocUnsafe(length);
     if (length === 0) return out;
     const size = this.ctx.blockSize;
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);
     const fromBuffer = new Uint8Array(last - first + 1);
+    const filled = new Uint8Array(last - first + 1);
     for (let block = first; block <= last; block += 1) {
       const entry = this.buffered(block);
       if (entry === undefined) continue;
       fromBuffer[block - first] = 1;
-      if (typeof entry !== 'string') copyBlockPart(entry, block * size, offset, out);
+      if (typeof entry === 'string') continue;
+      copyBlockPart(entry, block * size, offset, out);
+      filled[block - first] = 1;
     }
-    if (fromBuffer.every((flag) => flag === 1)) return out;
-    const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
-    for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
-    await fillFromStore(this.ctx, rows, first, offset, out);
+    if (!fromBuffer.every((flag) => flag === 1)) {
+      const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
+      for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
+      await fillFromStore(this.ctx, rows, first, offset, out, filled);
+    }
+    zeroUnfilled(out, filled, first, offset, size);
     return out;
   }
 

@@ -382,17 +382,20 @@ export class SqliteMetaStore implements MetaStore {
       else result.set(chunk, cached);
     }
     const ids = [...missing].sort((a, b) => a - b);
+    if (ids.length === 0) return result;
+    // Rows as arrays (raw mode): a large read locates hundreds of chunks, and building
+    // the row objects costs better-sqlite3 more than the query does.
     const statement = this.sql(
       `SELECT c.id, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
-         FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ?`,
-    );
+         FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ? /* raw */`,
+    ).raw(true);
     for (let index = 0; index < ids.length; ) {
       let last = index;
       while (last + 1 < ids.length && ids[last + 1] - ids[last] <= locateGapMax) last += 1;
-      for (const row of statement.all(ids[index], ids[last]) as LocationRow[]) {
-        const location = toLocation(row);
-        result.set(row.id, location);
-        if (missing.has(row.id)) this.rememberLocation(location);
+      for (const [chunkId, prefix, frameId, slot, packId, offset, length, frameChunks] of statement.all(ids[index], ids[last]) as number[][]) {
+        const location: ChunkLocation = { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks };
+        result.set(chunkId, location);
+        if (missing.has(chunkId)) this.rememberLocation(location);
       }
       index = last + 1;
     }
