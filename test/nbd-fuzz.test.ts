@@ -158,9 +158,12 @@ describe('NBD server under malformed sessions', () => {
   beforeAll(async () => {
     nbd = await startNbd();
     await nbd.pool.createVolume('victim', 8 * MiB);
+    // The acknowledged data lives in a volume the sessions never name: a mutated request
+    // that is still valid (a flipped type or length bit) may rightly change "victim".
+    await nbd.pool.createVolume('keeper', 8 * MiB);
     new Rng(seed ^ 0x5eed).fill(known);
     const writer = await RawNbdClient.connect(nbd.port);
-    await writer.open('victim');
+    await writer.open('keeper');
     writer.sendRequest(NBD_CMD_WRITE, MiB, known.length, { payload: known });
     writer.sendRequest(NBD_CMD_FLUSH, 0, 0, { cookie: 2n });
     expect((await writer.readReply()).error).toBe(0);
@@ -182,7 +185,7 @@ describe('NBD server under malformed sessions', () => {
     expect(nbd.log.lines.filter((line) => line.level === 'warn' || line.level === 'info').length).toBeGreaterThan(sessions / 2);
     expect(nbd.log.lines.filter((line) => line.level === 'error')).toEqual([]);
     const reader = await RawNbdClient.connect(nbd.port);
-    await reader.open('victim');
+    await reader.open('keeper');
     reader.sendRequest(NBD_CMD_READ, MiB, known.length, { flags: 4 });
     const [chunk] = await reader.readStructuredReply();
     expect(chunk.payload.subarray(8).equals(known)).toBe(true);
