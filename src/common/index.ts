@@ -8,3 +8,4 @@ export * from './limits.js';
 export * from './units.js';
 export * from './names.js';
 export * from './codec-names.js';
+export * from './generational-cache.js';

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isStrataError, StrataError } from '../common/errors.js';
+import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
 import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
 import { hashPrefix, type ChunkCandidate, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
@@ -105,8 +106,8 @@ export class PoolContext {
    * stores a fresh copy and moves the chunk to it, which heals every reference at once.
    */
   readonly suspectChunks = new Set<number>();
-  /** Frame header hashes read to confirm dedup candidates (an LRU by frame id). */
-  private readonly frameHashes = new Map<number, readonly Buffer[]>();
+  /** Frame header hashes read to confirm dedup candidates, by frame id. */
+  private readonly frameHashes = new GenerationalCache<number, readonly Buffer[]>(limits.frameHeaderCacheEntries);
   dirtyBytes = 0;
   nextFrameId = 1;
   nextChunkId = 1;
@@ -318,9 +319,7 @@ export class PoolContext {
   async candidateHash(candidate: ChunkCandidate): Promise<Buffer | null> {
     const { location } = candidate;
     let hashes = this.frameHashes.get(location.frameId);
-    if (hashes !== undefined) {
-      this.frameHashes.delete(location.frameId);
-    } else {
+    if (hashes === undefined) {
       const cached = this.frameCache.peek(location.frameId);
       if (cached !== undefined) {
         hashes = cached.hashes;
@@ -333,11 +332,7 @@ export class PoolContext {
           throw error;
         }
       }
-    }
-    this.frameHashes.set(location.frameId, hashes);
-    for (const frameId of this.frameHashes.keys()) {
-      if (this.frameHashes.size <= limits.frameHeaderCacheEntries) break;
-      this.frameHashes.delete(frameId);
+      this.frameHashes.set(location.frameId, hashes);
     }
     return hashes[location.slot] ?? null;
   }

@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { StrataError, hostIoError } from '../../common/errors.js';
+import { GenerationalCache } from '../../common/generational-cache.js';
 import { assert } from '../../common/assert.js';
 import { limits } from '../../common/limits.js';
 import {
@@ -157,7 +158,7 @@ export class SqliteMetaStore implements MetaStore {
    * Recently read chunk locations. A chunk's location changes only when it moves (heal,
    * compaction) or dies; both drop it here, inside the transaction that changes it.
    */
-  private readonly locations = new Map<number, ChunkLocation>();
+  private readonly locations = new GenerationalCache<number, ChunkLocation>(limits.metaLocationCacheEntries);
 
   private constructor(db: Db) {
     this.db = db;
@@ -404,11 +405,8 @@ export class SqliteMetaStore implements MetaStore {
 
   private rememberLocation(location: ChunkLocation): void {
     this.locations.set(location.chunkId, location);
-    if (this.locations.size > limits.metaLocationCacheEntries) {
-      // Oldest first: Map iteration follows insertion order.
-      this.locations.delete(this.locations.keys().next().value as number);
-    }
   }
+
 
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>> {
     return this.run('reading the extent map', () => {
