@@ -6,13 +6,17 @@
 import type { MappedExtent, VolumeRecord } from '../meta/index.js';
 import type { PoolContext } from './pool-context.js';
 
-/** Visible rows for blocks [first, first + count): index i is block first + i; null = hole. */
+/**
+ * Visible rows for blocks [first, first + count): index i is block first + i; null = hole.
+ * Without locations the rows only tell what is mapped (see MetaStore.readExtents).
+ */
 export async function resolveBlocks(
   ctx: PoolContext,
   volume: VolumeRecord,
   gen: number,
   first: number,
   count: number,
+  withLocations = true,
 ): Promise<(MappedExtent | null)[]> {
   const result: (MappedExtent | null)[] = new Array<MappedExtent | null>(count).fill(null);
   const resolved = new Uint8Array(count);
@@ -20,7 +24,7 @@ export async function resolveBlocks(
   let level: VolumeRecord | null = volume;
   let levelGen = gen;
   while (level !== null && unresolved > 0) {
-    const rows = await ctx.meta.readExtents(level.id, first, count, levelGen);
+    const rows = await ctx.meta.readExtents(level.id, first, count, levelGen, withLocations);
     for (const row of rows) {
       const index = row.block - first;
       if (resolved[index] === 1) continue;

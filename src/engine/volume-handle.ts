@@ -108,12 +108,12 @@ function bufferedType(entry: BufferedBlock, zeroBlock: Buffer): ExtentType {
 
 /** Merges per-block types into byte extents clipped to [offset, end). */
 function toExtents(types: ExtentType[], firstBlock: number, blockSize: number, offset: number, end: number): BlockExtent[] {
-  const extents: BlockExtent[] = [];
+  const extents: { offset: number; length: number; type: ExtentType }[] = [];
   for (let index = 0; index < types.length; index += 1) {
     const start = Math.max(offset, (firstBlock + index) * blockSize);
     const stop = Math.min(end, (firstBlock + index + 1) * blockSize);
     const last = extents[extents.length - 1];
-    if (last && last.type === types[index]) extents[extents.length - 1] = { ...last, length: stop - last.offset };
+    if (last && last.type === types[index]) last.length = stop - last.offset;
     else extents.push({ offset: start, length: stop - start, type: types[index] });
   }
   return extents;
@@ -179,7 +179,7 @@ abstract class BaseHandle implements BlockDevice {
         const entry = this.buffered(block);
         if (entry !== undefined) buffered.set(block, bufferedType(entry, this.ctx.zeroBlock));
       }
-      const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), windowStart, count);
+      const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), windowStart, count, false);
       rows.forEach((row, index) => types.push(buffered.get(windowStart + index) ?? extentType(row)));
     }
     return toExtents(types, first, size, offset, Math.min(offset + length, (last + 1) * size));
@@ -302,7 +302,7 @@ export class VolumeHandle extends BaseHandle {
   private async holeWindow(first: number, count: number): Promise<void> {
     const before: number[] = [];
     for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) before.push(block);
-    const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count);
+    const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count, false);
     for (const block of before) this.setEntry(block, 'hole');
     rows.forEach((row, index) => {
       if (row !== null) this.setEntry(first + index, 'hole');

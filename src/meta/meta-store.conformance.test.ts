@@ -98,6 +98,13 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     ]);
     expect(atTwo[0].location).toMatchObject({ chunkId: 10, frameId: 1, slot: 0, packId: 1, offset: 0, length: 1000 });
     expect(atTwo[1].location).toBeNull();
+    // Without locations: the same rows, no location looked up.
+    const mappedOnly = await store.readExtents(volumeId, 0, 4, 2, false);
+    expect(mappedOnly.map((row) => [row.block, row.birth, row.chunk, row.location])).toEqual([
+      [0, 1, 10, null],
+      [1, 2, null, null],
+      [2, 1, ZERO_CHUNK, null],
+    ]);
     const atThree = await store.readExtents(volumeId, 0, 1, 3);
     expect(atThree[0].chunk).toBe(11);
     expect((await store.latestRows(volumeId, [0, 1, 5])).get(0)).toEqual({ block: 0, birth: 3, chunk: 11 });

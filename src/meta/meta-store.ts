@@ -191,9 +191,11 @@ export interface MetaStore {
 
   /**
    * For each block in [firstBlock, firstBlock + count) that has a row with birth <= gen,
-   * the row with the greatest such birth, ascending by block, with its chunk location.
+   * the row with the greatest such birth, ascending by block, with its chunk location
+   * (null for every row when `withLocations` is false: callers that only need to know
+   * what is mapped, such as block status, skip the look-up).
    */
-  readExtents(volumeId: number, firstBlock: number, count: number, gen: number): Promise<MappedExtent[]>;
+  readExtents(volumeId: number, firstBlock: number, count: number, gen: number, withLocations?: boolean): Promise<MappedExtent[]>;
   /** The newest row of each listed block (any birth), for the writer's decisions. */
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>>;
   /**

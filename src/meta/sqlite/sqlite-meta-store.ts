@@ -336,7 +336,7 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  readExtents(volumeId: number, firstBlock: number, count: number, gen: number): Promise<MappedExtent[]> {
+  readExtents(volumeId: number, firstBlock: number, count: number, gen: number, withLocations = true): Promise<MappedExtent[]> {
     return this.run('reading the extent map', () => {
       const end = firstBlock + count;
       const rows = this.sql(
@@ -358,7 +358,7 @@ export class SqliteMetaStore implements MetaStore {
           chunks.push(slots[slot] as ChunkRef);
         }
       });
-      const locations = this.locate(chunks);
+      const locations = withLocations ? this.locate(chunks) : new Map<number, ChunkLocation>();
       const result: MappedExtent[] = new Array<MappedExtent>(blocks.length);
       for (let index = 0; index < blocks.length; index += 1) {
         const chunk = chunks[index];
