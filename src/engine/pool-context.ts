@@ -199,13 +199,8 @@ export class PoolContext {
     const expected = frame.hashes[location.slot];
     const checkHash = this.tuning.readVerify === 'sha256';
     if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || (checkHash && !sha256(block).equals(expected))) {
-      this.noteCorrupt(location.chunkId);
       this.frameCache.delete(location.frameId);
-      throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
-        chunkId: location.chunkId,
-        packId: location.packId,
-        offset: location.offset,
-      });
+      throw this.chunkCorrupt(location);
     }
     frame.verified[location.slot] = 1;
     return block;
@@ -219,15 +214,18 @@ export class PoolContext {
       this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.slot, length: hashBytes }),
       this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.frameChunks + size * location.slot, length: size }),
     ]);
-    if (hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) {
-      this.noteCorrupt(location.chunkId);
-      throw new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
-        chunkId: location.chunkId,
-        packId: location.packId,
-        offset: location.offset,
-      });
-    }
+    if (hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) throw this.chunkCorrupt(location);
     return block;
+  }
+
+  /** Counts and remembers a chunk that failed its check; the error to throw for it. */
+  private chunkCorrupt(location: ChunkLocation): StrataError {
+    this.noteCorrupt(location.chunkId);
+    return new StrataError('STRATA_E_CHECKSUM', `chunk ${location.chunkId} failed its checksum`, {
+      chunkId: location.chunkId,
+      packId: location.packId,
+      offset: location.offset,
+    });
   }
 
   /**
