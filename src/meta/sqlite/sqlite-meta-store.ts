@@ -159,6 +159,8 @@ export class SqliteMetaStore implements MetaStore {
    * compaction) or dies; both drop it here, inside the transaction that changes it.
    */
   private readonly locations = new GenerationalCache<number, ChunkLocation>(limits.metaLocationCacheEntries);
+  /** Chunks that left each frame in the transaction being applied (see leaveFrame). */
+  private readonly framesLeft = new Map<number, number>();
 
   private constructor(db: Db) {
     this.db = db;
@@ -557,12 +559,14 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   private apply(changes: MetaChanges): void {
+    this.framesLeft.clear(); // nothing left over from a transaction that failed
     for (const pack of changes.packs ?? []) {
       this.sql(
         `INSERT INTO pack (id, state, bytes, chunk_count, live_chunks, retired_ms) VALUES (?, ?, ?, 0, 0, ?)
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, bytes = excluded.bytes, retired_ms = excluded.retired_ms`,
       ).run(pack.id, pack.state, pack.bytes, pack.retiredMs ?? null);
     }
+    const packChunks = new Map<number, number>();
     for (const frame of changes.frames ?? []) {
       this.sql('INSERT INTO frame (id, pack_id, offset, length, chunk_count, live_chunks) VALUES (?, ?, ?, ?, ?, ?)').run(
         frame.id,
@@ -572,11 +576,11 @@ export class SqliteMetaStore implements MetaStore {
         frame.chunkCount,
         frame.chunkCount,
       );
-      this.sql('UPDATE pack SET chunk_count = chunk_count + ?, live_chunks = live_chunks + ? WHERE id = ?').run(
-        frame.chunkCount,
-        frame.chunkCount,
-        frame.packId,
-      );
+      packChunks.set(frame.packId, (packChunks.get(frame.packId) ?? 0) + frame.chunkCount);
+    }
+    // One update per pack, not per frame: random writes make many one-chunk frames.
+    for (const [packId, count] of packChunks) {
+      this.sql('UPDATE pack SET chunk_count = chunk_count + ?, live_chunks = live_chunks + ? WHERE id = ?').run(count, count, packId);
     }
     for (const chunk of changes.chunks ?? []) {
       this.sql('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(
@@ -592,6 +596,7 @@ export class SqliteMetaStore implements MetaStore {
     for (const [chunkId, delta] of changes.refDeltas ?? []) {
       if (delta !== 0) this.adjustRefs(chunkId, delta);
     }
+    this.settleFrameCounts();
     for (const update of changes.volumeUpdates ?? []) this.updateVolume(update);
     for (const snapshot of changes.snapshotDeletes ?? []) {
       this.sql('DELETE FROM snapshot WHERE volume_id = ? AND gen = ?').run(snapshot.volumeId, snapshot.gen);
@@ -637,22 +642,39 @@ export class SqliteMetaStore implements MetaStore {
     this.leaveFrame(old.frame_id);
   }
 
-  /** One chunk fewer lives in the frame (and its pack). */
+  /** One chunk fewer lives in the frame (and its pack): counted, applied by settleFrameCounts. */
   private leaveFrame(frameId: number): void {
-    const frame = this.sql('UPDATE frame SET live_chunks = live_chunks - 1 WHERE id = ? RETURNING pack_id').get(frameId) as
-      | { pack_id: number }
-      | undefined;
-    if (frame) this.sql('UPDATE pack SET live_chunks = live_chunks - 1 WHERE id = ?').run(frame.pack_id);
+    this.framesLeft.set(frameId, (this.framesLeft.get(frameId) ?? 0) + 1);
+  }
+
+  /**
+   * Applies the live-count decrements leaveFrame gathered, once per frame and once per
+   * pack (overwrites and deletes kill many chunks of the same frames and packs). Runs
+   * inside the transaction that killed or moved the chunks.
+   */
+  private settleFrameCounts(): void {
+    const packsLeft = new Map<number, number>();
+    const frameUpdate = this.sql('UPDATE frame SET live_chunks = live_chunks - ? WHERE id = ? RETURNING pack_id');
+    for (const [frameId, count] of this.framesLeft) {
+      const frame = frameUpdate.get(count, frameId) as { pack_id: number } | undefined;
+      if (frame) packsLeft.set(frame.pack_id, (packsLeft.get(frame.pack_id) ?? 0) + count);
+    }
+    this.framesLeft.clear();
+    for (const [packId, count] of packsLeft) this.sql('UPDATE pack SET live_chunks = live_chunks - ? WHERE id = ?').run(count, packId);
   }
 
   private adjustRefs(chunkId: number, delta: number): void {
-    const row = this.sql('UPDATE chunk SET refs = refs + ? WHERE id = ? RETURNING refs, frame_id').get(delta, chunkId) as
-      | { refs: number; frame_id: number }
-      | undefined;
-    if (!row || row.refs > 0) return;
-    this.locations.delete(chunkId);
-    this.sql('DELETE FROM chunk WHERE id = ?').run(chunkId);
-    this.leaveFrame(row.frame_id);
+    if (delta <= 0) {
+      // Most decrements kill the chunk (an overwrite of data nothing else shares): try
+      // that first, one statement.
+      const dead = this.sql('DELETE FROM chunk WHERE id = ? AND refs + ? <= 0 RETURNING frame_id').get(chunkId, delta) as { frame_id: number } | undefined;
+      if (dead) {
+        this.locations.delete(chunkId);
+        this.leaveFrame(dead.frame_id);
+        return;
+      }
+    }
+    this.sql('UPDATE chunk SET refs = refs + ? WHERE id = ?').run(delta, chunkId);
   }
 
   private updateVolume(update: NonNullable<MetaChanges['volumeUpdates']>[number]): void {
@@ -908,10 +930,12 @@ export class SqliteMetaStore implements MetaStore {
   repairChunkRefs(fixes: Map<number, number>): Promise<void> {
     return this.run('repairing references', () => {
       this.db.transaction(() => {
+        this.framesLeft.clear();
         for (const [chunkId, refs] of fixes) {
           this.sql('UPDATE chunk SET refs = ? WHERE id = ?').run(refs, chunkId);
           if (refs === 0) this.adjustRefs(chunkId, 0);
         }
+        this.settleFrameCounts();
       })();
     });
   }
