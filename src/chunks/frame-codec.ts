@@ -54,7 +54,15 @@ export function worthCompressing(rawBytes: number, compressedBytes: number): boo
  * (worthCompressing) is not used: the frame is stored with codec "none", the blocks
  * copied straight into the record.
  */
-export function frameRecord(codec: Codec, blockSize: number, blocks: readonly Buffer[], compressed: Buffer | null, hashes: readonly Buffer[]): Buffer {
+export function frameRecord(
+  codec: Codec,
+  blockSize: number,
+  blocks: readonly Buffer[],
+  compressed: Buffer | null,
+  hashes: readonly Buffer[],
+  /** The CRC-32 of the payload that will be stored, when the caller computed it already. */
+  payloadCrc?: number,
+): Buffer {
   const rawLength = blocks.length * blockSize;
   const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(rawLength, compressed.length);
   const payloadLength = useCompressed ? compressed.length : rawLength;
@@ -71,7 +79,7 @@ export function frameRecord(codec: Codec, blockSize: number, blocks: readonly Bu
   record.writeUInt16LE(chunkCount, 6);
   record.writeUInt32LE(blockSize, 8);
   record.writeUInt32LE(payload.length, 12);
-  record.writeUInt32LE(crc32(payload), 16);
+  record.writeUInt32LE(payloadCrc ?? crc32(payload), 16);
   for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
   const headerCrc = crc32(record.subarray(frameHeaderBytes, headerLength), crc32(record.subarray(0, 20)));
   record.writeUInt32LE(headerCrc, 20);

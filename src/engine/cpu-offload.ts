@@ -122,12 +122,14 @@ function compressFrames(message) {
   const transfer = [];
   for (const slots of message.frames) {
     const raw = Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
-    if (looksIncompressible(raw)) { payloads.push(null); continue; }
-    const packed = compress(message.codec, raw);
-    if (packed === null || packed.length > raw.length * (1 - workerData.savingsMinFraction)) { payloads.push(null); continue; }
+    const packed = looksIncompressible(raw) ? null : compress(message.codec, raw);
+    if (packed === null || packed.length > raw.length * (1 - workerData.savingsMinFraction)) {
+      payloads.push({ payload: null, crc: crc32(raw) });
+      continue;
+    }
     const copy = new Uint8Array(packed.length);
     copy.set(packed);
-    payloads.push(copy);
+    payloads.push({ payload: copy, crc: crc32(copy) });
     transfer.push(copy.buffer);
   }
   return { result: payloads, transfer };
@@ -148,6 +150,11 @@ export interface HashResult {
   readonly hashes: Uint8Array;
   /** 1 where the block is all zeros. */
   readonly zero: Uint8Array;
+}
+
+export interface CompressedFrame {
+  readonly payload: Uint8Array | null;
+  readonly crc: number;
 }
 
 export interface FrameToDecode {
@@ -229,9 +236,12 @@ export class CpuOffload {
     return this.request<HashResult>({ op: 'hash', slab: this.slab, first, count, blockSize });
   }
 
-  /** Compressed payload per frame (slots into the slab), or null where it did not shrink. */
-  compress(codec: Codec, blockSize: number, frames: number[][]): Promise<(Uint8Array | null)[]> {
-    return this.request<(Uint8Array | null)[]>({ op: 'compress', slab: this.slab, blockSize, frames, codec });
+  /**
+   * Per frame (slots into the slab): the compressed payload, or null where compression
+   * would not save enough, and the CRC-32 of the payload to store (compressed or raw).
+   */
+  compress(codec: Codec, blockSize: number, frames: number[][]): Promise<CompressedFrame[]> {
+    return this.request<CompressedFrame[]>({ op: 'compress', slab: this.slab, blockSize, frames, codec });
   }
 
   /**

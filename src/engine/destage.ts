@@ -23,7 +23,7 @@ import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
 import { frameRecord, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
-import type { HashResult } from './cpu-offload.js';
+import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
 
@@ -120,7 +120,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
   const pendingByKey = new Map<string, PendingChunk>();
   const framesBySlice: PendingChunk[][][] = [];
-  const compressing: Promise<(Uint8Array | null)[]>[] = [];
+  const compressing: Promise<(CompressedFrame | null)[]>[] = [];
   for (let index = 0; index < slices.length; index += 1) {
     const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], pendingByKey);
     const frames = groupFrames(ctx, fresh, data);
@@ -272,17 +272,17 @@ function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: { item: Vol
 function writeFrames(
   ctx: PoolContext,
   frames: PendingChunk[][],
-  payloads: (Uint8Array | null)[],
+  payloads: (CompressedFrame | null)[],
   data: { entry: Buffer }[],
   changes: MetaChanges,
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
 ): void {
   frames.forEach((group, index) => {
-    const payload = payloads[index];
-    const compressed = payload === null ? null : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const packed = payloads[index]?.payload ?? null;
+    const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
     const blocks = group.map((chunk) => data[chunk.slot].entry);
-    const record = frameRecord(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash));
+    const record = frameRecord(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
     const location = ctx.chunks.append(record);
     noteAppend(packStarts, packEnds, location);
     const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
