@@ -17,7 +17,11 @@ import { limits } from '../common/limits.js';
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createRequire } = require('node:module');
-const { createHash } = require('node:crypto');
+const crypto = require('node:crypto');
+// The one-shot crypto.hash (Node 20.12+) skips the Hash object per block.
+const sha256 = typeof crypto.hash === 'function'
+  ? (data) => crypto.hash('sha256', data, 'buffer')
+  : (data) => crypto.createHash('sha256').update(data).digest();
 const { crc32 } = require('node:zlib');
 const load = createRequire(workerData.moduleUrl);
 const lz4 = load('lz4-napi');
@@ -58,7 +62,7 @@ function decodeFrame(frame, spans) {
   if (raw.length !== frame.chunkCount * frame.blockSize) return { error: 'frame decompressed to the wrong length' };
   const verified = new Uint8Array(frame.chunkCount);
   for (let slot = 0; frame.checkHashes && slot < frame.chunkCount; slot += 1) {
-    const digest = createHash('sha256').update(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize)).digest();
+    const digest = sha256(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize));
     if (digest.equals(record.subarray(24 + slot * 32, 24 + (slot + 1) * 32))) verified[slot] = 1;
   }
   if (frame.codec === 'none') return { raw: null, verified };
@@ -82,7 +86,7 @@ function hashBlocks(message) {
     const at = (message.first + i) * size;
     const block = slab.subarray(at, at + size);
     if (block.equals(zeroBlock)) { zero[i] = 1; continue; }
-    hashes.set(createHash('sha256').update(block).digest(), i * 32);
+    hashes.set(sha256(block), i * 32);
   }
   return { result: { hashes, zero }, transfer: [hashes.buffer, zero.buffer] };
 }

@@ -4,7 +4,7 @@
  * with their write-back buffers, id counters and error counters. Nothing here is
  * exported from the engine; the Pool class is the public face.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
@@ -78,9 +78,9 @@ export interface PoolCountersLive {
 
 export const damagedKey = (chunkId: number) => `damaged:${chunkId}`;
 
-export function sha256(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
-}
+/** SHA-256 of a block: the one-shot crypto.hash (Node 20.12+) skips the Hash object. */
+export const sha256: (data: Buffer) => Buffer =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'buffer') : (data) => crypto.createHash('sha256').update(data).digest();
 
 /**
  * True when a chunk's frame is stored uncompressed (its payload is the raw blocks; a
