@@ -106,7 +106,7 @@ export class PoolContext {
    * stores a fresh copy and moves the chunk to it, which heals every reference at once.
    */
   readonly suspectChunks = new Set<number>();
-  /** Frame header hashes read to confirm dedup candidates, by frame id. */
+  /** Frame header hash tables (to confirm dedup candidates and check blocks read alone), by frame id. */
   private readonly frameHashes = new GenerationalCache<number, readonly Buffer[]>(limits.frameHeaderCacheEntries);
   dirtyBytes = 0;
   nextFrameId = 1;
@@ -209,12 +209,10 @@ export class PoolContext {
   /** One block of an uncompressed frame, read with its hash from the header and verified. */
   private async readRawBlock(location: ChunkLocation): Promise<Buffer> {
     const size = this.blockSize;
-    const table = location.offset + frameHeaderBytes;
-    const [expected, block] = await Promise.all([
-      this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.slot, length: hashBytes }),
-      this.chunks.read({ packId: location.packId, offset: table + hashBytes * location.frameChunks + size * location.slot, length: size }),
-    ]);
-    if (hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) throw this.chunkCorrupt(location);
+    const dataAt = location.offset + frameHeaderBytes + hashBytes * location.frameChunks + size * location.slot;
+    const [hashes, block] = await Promise.all([this.headerHashes(location), this.chunks.read({ packId: location.packId, offset: dataAt, length: size })]);
+    const expected = hashes?.[location.slot];
+    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) throw this.chunkCorrupt(location);
     return block;
   }
 
@@ -315,23 +313,25 @@ export class PoolContext {
    * or null when the header cannot be read or verified: such a candidate is not shared.
    */
   async candidateHash(candidate: ChunkCandidate): Promise<Buffer | null> {
-    const { location } = candidate;
-    let hashes = this.frameHashes.get(location.frameId);
+    return (await this.headerHashes(candidate.location))?.[candidate.location.slot] ?? null;
+  }
+
+  /**
+   * The hash table of a chunk's frame header (header CRC checked; cached by frame id), or
+   * null when the header cannot be read or fails its check.
+   */
+  private async headerHashes(location: ChunkLocation): Promise<readonly Buffer[] | null> {
+    let hashes = this.frameHashes.get(location.frameId) ?? this.frameCache.peek(location.frameId)?.hashes;
     if (hashes === undefined) {
-      const cached = this.frameCache.peek(location.frameId);
-      if (cached !== undefined) {
-        hashes = cached.hashes;
-      } else {
-        const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
-        try {
-          hashes = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashes;
-        } catch (error) {
-          if (isStrataError(error)) return null;
-          throw error;
-        }
+      const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
+      try {
+        hashes = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashes;
+      } catch (error) {
+        if (isStrataError(error)) return null;
+        throw error;
       }
       this.frameHashes.set(location.frameId, hashes);
     }
-    return hashes[location.slot] ?? null;
+    return hashes;
   }
 }
