@@ -53,6 +53,11 @@ export const limits = {
   frameHeaderCacheEntries: 16384,
   /** Chunk locations the metadata store keeps in memory for reads. */
   metaLocationCacheEntries: 65536,
+  /**
+   * The metadata store's bitmap of hash-prefix buckets that hold chunks (2^27 bits =
+   * 16 MiB): a dedup look-up of a new block's hash skips the query when its bucket is empty.
+   */
+  metaPrefixFilterLog2Bits: 27,
   /** SQLite page cache of the metadata store. */
   metaCacheBytesMax: 32 * MiB,
   /** Blocks resolved per metadata query when walking large ranges (trim, status, flatten). */

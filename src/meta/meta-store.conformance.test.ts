@@ -154,6 +154,19 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     expect(await store.repairFrameAndPackCounters(true)).toBe(0);
   });
 
+  it('offers chunks committed after an earlier look-up, and none for prefixes never stored', async () => {
+    const store = await driver.open();
+    await store.commit({ packs: [{ id: 1, state: 'open', bytes: 30 }], frames: [{ id: 1, packId: 1, offset: 0, length: 10, chunkCount: 1 }] });
+    expect((await store.chunkCandidates([hash(9), hash(10)])).size).toBe(0);
+    await store.commit({
+      frames: [{ id: 2, packId: 1, offset: 10, length: 10, chunkCount: 1 }],
+      chunks: [{ id: 5, hash: hash(9), frameId: 2, slot: 0, refs: 1 }],
+    });
+    const found = await store.chunkCandidates([hash(9), hash(10), hash(11)]);
+    expect([...found.keys()]).toEqual([hash(9).toString('latin1')]);
+    expect(found.get(hash(9).toString('latin1'))!.map((c) => c.chunkId)).toEqual([5]);
+  });
+
   it('offers every chunk sharing a hash prefix as a dedup candidate, with its location', async () => {
     const store = await driver.open();
     await store.commit({

@@ -33,6 +33,7 @@ import {
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
 import { migrations } from './migrations.js';
+import { PrefixFilter } from './prefix-filter.js';
 
 interface VolumeRow {
   id: number;
@@ -159,6 +160,8 @@ export class SqliteMetaStore implements MetaStore {
    * compaction) or dies; both drop it here, inside the transaction that changes it.
    */
   private readonly locations = new GenerationalCache<number, ChunkLocation>(limits.metaLocationCacheEntries);
+  /** Hash-prefix buckets that hold chunks (see PrefixFilter); built on first look-up. */
+  private filter: PrefixFilter | null = null;
   /** Chunks that left each frame in the transaction being applied (see leaveFrame). */
   private readonly framesLeft = new Map<number, number>();
 
@@ -514,6 +517,15 @@ export class SqliteMetaStore implements MetaStore {
     return result;
   }
 
+  private prefixFilter(): PrefixFilter {
+    if (this.filter === null) {
+      const filter = new PrefixFilter(limits.metaPrefixFilterLog2Bits);
+      for (const prefix of this.sql('SELECT hash_prefix FROM chunk').pluck().iterate() as IterableIterator<number>) filter.add(prefix);
+      this.filter = filter;
+    }
+    return this.filter;
+  }
+
   chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>> {
     return this.run('looking up chunk hashes', () => {
       const statement = this.sql(
@@ -521,8 +533,11 @@ export class SqliteMetaStore implements MetaStore {
            FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ?`,
       );
       const result = new Map<string, ChunkCandidate[]>();
+      const filter = this.prefixFilter();
       for (const hash of hashes) {
-        const rows = statement.all(hashPrefix(hash)) as (LocationRow & { refs: number })[];
+        const prefix = hashPrefix(hash);
+        if (!filter.mayHave(prefix)) continue;
+        const rows = statement.all(prefix) as (LocationRow & { refs: number })[];
         if (rows.length === 0) continue;
         result.set(
           hash.toString('latin1'),
@@ -583,13 +598,10 @@ export class SqliteMetaStore implements MetaStore {
       this.sql('UPDATE pack SET chunk_count = chunk_count + ?, live_chunks = live_chunks + ? WHERE id = ?').run(count, count, packId);
     }
     for (const chunk of changes.chunks ?? []) {
-      this.sql('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(
-        chunk.id,
-        hashPrefix(chunk.hash),
-        chunk.frameId,
-        chunk.slot,
-        chunk.refs,
-      );
+      const prefix = hashPrefix(chunk.hash);
+      this.sql('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(chunk.id, prefix, chunk.frameId, chunk.slot, chunk.refs);
+      // Set before the commit is known to succeed: a bit too many only costs a query.
+      this.filter?.add(prefix);
     }
     this.applyExtentChanges(changes.extentDeletes ?? [], changes.extentWrites ?? []);
     for (const move of changes.chunkMoves ?? []) this.moveChunk(move.chunkId, move.frameId, move.slot);
