@@ -67,5 +67,8 @@ describe('strata CLI', () => {
     expect((await strata('--pool', pool, 'volume', 'resize', 'v', '4K')).code).toBe(4);
     expect((await strata('--pool', pool, 'snapshot', 'delete', 'v', 'none')).code).toBe(3);
     expect((await strata('--pool', pool, 'no-such-noun')).code).toBe(2);
+    const verify = await strata('serve', '--data', path.join(dir, 'data'), '--read-verify', 'md5');
+    expect(verify.code).toBe(2);
+    expect(verify.err).toContain('--read-verify takes crc or sha256');
   });
 });

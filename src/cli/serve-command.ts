@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { StrataError } from '../common/errors.js';
 import { jsonLogger } from '../common/log.js';
 import { defaultNbdAddress, parseHostPort, startDaemon } from '../daemon/index.js';
+import type { ReadVerify } from '../engine/index.js';
 import type { NbdTlsOptions } from '../nbd/index.js';
 
 interface ServeOptions {
@@ -20,6 +21,12 @@ interface ServeOptions {
   tlsVerifyClients?: boolean;
   allow: string[];
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readVerify: string;
+}
+
+function readVerify(value: string): ReadVerify {
+  if (value === 'crc' || value === 'sha256') return value;
+  throw new StrataError('STRATA_E_INVALID_ARGUMENT', `--read-verify takes crc or sha256, not ${JSON.stringify(value)}`);
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -71,6 +78,7 @@ export function serveCommand(program: Command): void {
     .option('--tls-verify-clients', 'require client certificates signed by --tls-ca')
     .option('--allow <export=addresses>', 'allow only these client addresses/CIDRs for an export (or * for all); repeatable', collect, [])
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--read-verify <crc|sha256>', "what reads from packs check: CRC-32s and a lone block's SHA-256, or every chunk's SHA-256", 'crc')
     .action(async (options: ServeOptions) => {
       const logger = jsonLogger(options.logLevel);
       const daemon = await startDaemon({
@@ -80,6 +88,7 @@ export function serveCommand(program: Command): void {
         tls: tlsOptions(options),
         allow: allowRules(options.allow),
         logger,
+        readVerify: readVerify(options.readVerify),
       });
       logger.log('info', 'ready', { pid: process.pid, nbd: daemon.nbdAddress, nbdSocket: daemon.nbdSocket });
       await new Promise<void>((resolve) => {

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StrataError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { Pool } from '../engine/index.js';
+import { Pool, type PoolOpenOptions, type ReadVerify } from '../engine/index.js';
 import { allowList, NbdServer, poolExports, type NbdTlsOptions } from '../nbd/index.js';
 
 export const defaultPoolName = 'default';
@@ -29,6 +29,8 @@ export interface DaemonOptions {
   /** Per-export client allow-lists (see allowList). */
   readonly allow: readonly { readonly export: string; readonly allow: readonly string[] }[];
   readonly logger: Logger;
+  /** What reads from packs check (the pool tuning readVerify; default crc). */
+  readonly readVerify?: ReadVerify;
 }
 
 export interface RunningDaemon {
@@ -47,7 +49,8 @@ export function poolDir(dataDir: string, name = defaultPoolName): string {
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const dir = poolDir(options.dataDir);
-  const pool = fs.existsSync(path.join(dir, 'meta.sqlite')) ? await Pool.open(dir) : await createDefaultPool(dir, options.logger);
+  const open = { tuning: { readVerify: options.readVerify } };
+  const pool = fs.existsSync(path.join(dir, 'meta.sqlite')) ? await Pool.open(dir, open) : await createDefaultPool(dir, options.logger, open);
   const nbd = new NbdServer({
     exports: poolExports(pool),
     logger: options.logger,
@@ -76,8 +79,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
 }
 
-async function createDefaultPool(dir: string, logger: Logger): Promise<Pool> {
-  const pool = await Pool.create(dir);
+async function createDefaultPool(dir: string, logger: Logger, open: PoolOpenOptions): Promise<Pool> {
+  const pool = await Pool.create(dir, {}, open);
   logger.log('info', 'created pool', { pool: defaultPoolName, dir, ...pool.policy });
   return pool;
 }
