@@ -83,30 +83,6 @@ interface GroupRow {
   runs: Buffer;
 }
 
-interface LocationRow {
-  id: number;
-  hash_prefix: number;
-  frame_id: number;
-  slot: number;
-  pack_id: number;
-  offset: number;
-  length: number;
-  chunk_count: number;
-}
-
-function toLocation(row: LocationRow): ChunkLocation {
-  return {
-    chunkId: row.id,
-    hashPrefix: row.hash_prefix,
-    frameId: row.frame_id,
-    slot: row.slot,
-    packId: row.pack_id,
-    offset: row.offset,
-    length: row.length,
-    frameChunks: row.chunk_count,
-  };
-}
-
 /** Chunk ids closer than this are located with one range query. */
 const locateGapMax = 32;
 
@@ -528,20 +504,25 @@ export class SqliteMetaStore implements MetaStore {
 
   chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>> {
     return this.run('looking up chunk hashes', () => {
+      // Rows as arrays (raw mode): this runs once per block a destage stores.
       const statement = this.sql(
-        `SELECT c.id, c.refs, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
-           FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ?`,
-      );
+        `SELECT c.id, c.refs, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
+           FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ? /* raw */`,
+      ).raw(true);
       const result = new Map<string, ChunkCandidate[]>();
       const filter = this.prefixFilter();
       for (const hash of hashes) {
         const prefix = hashPrefix(hash);
         if (!filter.mayHave(prefix)) continue;
-        const rows = statement.all(prefix) as (LocationRow & { refs: number })[];
+        const rows = statement.all(prefix) as number[][];
         if (rows.length === 0) continue;
         result.set(
           hash.toString('latin1'),
-          rows.map((row) => ({ chunkId: row.id, refs: row.refs, location: toLocation(row) })),
+          rows.map(([chunkId, refs, frameId, slot, packId, offset, length, frameChunks]) => ({
+            chunkId,
+            refs,
+            location: { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks },
+          })),
         );
       }
       return result;
