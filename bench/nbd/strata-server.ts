@@ -9,7 +9,8 @@ import { startDaemon } from '../../src/daemon/index.js';
 
 const [dataDir, port, sizeBytes] = process.argv.slice(2);
 const daemon = await startDaemon({ dataDir, nbd: { host: '127.0.0.1', port: Number(port) }, nbdSocket: null, tls: null, allow: [], logger: silentLogger });
-if (!daemon.pool.listVolumes().some((volume) => volume.name === 'disk')) await daemon.pool.createVolume('disk', Number(sizeBytes));
+const pool = daemon.pools.get('default');
+if (!pool.listVolumes().some((volume) => volume.name === 'disk')) await pool.createVolume('disk', Number(sizeBytes));
 console.log('ready');
 process.once('SIGTERM', () => {
   void daemon.stop().then(() => process.exit(0));

@@ -1,6 +1,21 @@
 /*
- * api: the REST API (/api/v1, OpenAPI at /api/v1/openapi.json), auth and SSE. May import
- * engine and common; must not import nbd internals, vm internals, cli or daemon.
- * Not built yet: see the project issues.
+ * api: the control plane's HTTP side — the REST API under /api/v1 (OpenAPI document at
+ * /api/v1/openapi.json generated from the same zod schemas that validate requests),
+ * bearer tokens, tasks for long operations, events and alerts, Prometheus metrics, and
+ * the web console's static files. May import engine and common; must not import nbd,
+ * vm, cli or daemon (the daemon hands it what it needs of them through ApiServices).
  */
-export {};
+export { buildApiServer, allRoutes, apiDocument } from './server.js';
+export type { ApiServerOptions } from './server.js';
+export type { ApiServices, ExportView } from './routes.js';
+export { TokenStore } from './tokens.js';
+export type { TokenInfo, TokenRole } from './tokens.js';
+export { TaskManager } from './tasks.js';
+export type { TaskInfo, TaskState } from './tasks.js';
+export { EventLog } from './events.js';
+export type { StrataEvent, EventSeverity } from './events.js';
+export { AlertWatcher } from './alerts.js';
+export { Metrics, instrumentDevice } from './metrics.js';
+export { poolSummary } from './pool-summary.js';
+export type { PoolSummary } from './pool-summary.js';
+export { httpStatusFor } from './http-status.js';

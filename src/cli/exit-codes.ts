@@ -12,6 +12,9 @@ export const exitCodes = {
   noSpace: 5,
   corrupt: 6,
   checkFailed: 7,
+  auth: 8,
+  cancelled: 9,
+  unreachable: 10,
 } as const;
 
 const byKind: Record<ErrorKind, number> = {
@@ -23,8 +26,12 @@ const byKind: Record<ErrorKind, number> = {
   io: exitCodes.failure,
   unsupported: exitCodes.failure,
   closed: exitCodes.failure,
+  unauthorized: exitCodes.auth,
+  forbidden: exitCodes.auth,
+  cancelled: exitCodes.cancelled,
 };
 
 export function exitCodeFor(error: unknown): number {
-  return error instanceof StrataError ? byKind[error.kind] : exitCodes.failure;
+  if (!(error instanceof StrataError)) return exitCodes.failure;
+  return error.code === 'STRATA_E_DAEMON_UNREACHABLE' ? exitCodes.unreachable : byKind[error.kind];
 }

@@ -14,7 +14,10 @@ export type ErrorKind =
   | 'corrupt' // stored bytes failed verification
   | 'io' // the host failed an I/O we asked for
   | 'unsupported'
-  | 'closed'; // the pool or handle was closed
+  | 'closed' // the pool or handle was closed
+  | 'unauthorized' // no valid credentials
+  | 'forbidden' // valid credentials without the right
+  | 'cancelled'; // an operation stopped because it was asked to
 
 interface CodeInfo {
   readonly kind: ErrorKind;
@@ -48,6 +51,16 @@ export const errorCatalogue = {
   STRATA_E_CHUNK_MISSING: { kind: 'corrupt', summary: 'Metadata points at a chunk or pack that does not exist.' },
   STRATA_E_METADATA_CORRUPT: { kind: 'corrupt', summary: 'A metadata record cannot be decoded; the metadata store is damaged.' },
   STRATA_E_IO: { kind: 'io', summary: 'The host failed a read, write or sync.' },
+  STRATA_E_UNAUTHORIZED: { kind: 'unauthorized', summary: 'The request carries no token, or a token that is not valid.' },
+  STRATA_E_FORBIDDEN: { kind: 'forbidden', summary: 'The token is valid but read-only, and the request changes something.' },
+  STRATA_E_TOKEN_EXISTS: { kind: 'conflict', summary: 'A token with that name already exists.' },
+  STRATA_E_TOKEN_NOT_FOUND: { kind: 'not-found', summary: 'No token has that name.' },
+  STRATA_E_LAST_ADMIN_TOKEN: { kind: 'conflict', summary: 'The last admin token cannot be revoked.' },
+  STRATA_E_TASK_NOT_FOUND: { kind: 'not-found', summary: 'No task has that id.' },
+  STRATA_E_ROUTE_NOT_FOUND: { kind: 'not-found', summary: 'No API route matches the method and path.' },
+  STRATA_E_CANCELLED: { kind: 'cancelled', summary: 'The operation was cancelled before it finished.' },
+  STRATA_E_CONVERTER_FAILED: { kind: 'io', summary: 'The image converter (qemu-img) failed or is not installed.' },
+  STRATA_E_DAEMON_UNREACHABLE: { kind: 'io', summary: 'The CLI could not reach the daemon at the given URL.' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

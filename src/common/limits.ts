@@ -94,6 +94,25 @@ export const limits = {
   nbdBlockStatusExtentsMax: 1024,
   /** NBD: bytes read ahead per piece for a CACHE request. */
   nbdCachePieceBytes: 4 * MiB,
+  /** API: largest request body. */
+  apiBodyBytesMax: 1 * MiB,
+  /** API: finished tasks kept for listing (running ones are always kept). */
+  tasksKeptMax: 256,
+  /** API: events kept in memory and in the events file. */
+  eventsKeptMax: 1000,
+  /** API: event-stream (SSE) subscribers at once. */
+  eventSubscribersMax: 64,
+  /** API: how often pool usage, over-commit and checksum counters are checked for alerts. */
+  alertIntervalMs: 10_000,
+  /** Alerts: pool usage (stored / capacity) that raises a warning, then an error. */
+  poolUsageWarnFraction: 0.8,
+  poolUsageCriticalFraction: 0.9,
+  /** Alerts: thin over-commit (logical / capacity) above which an event is raised, unless configured. */
+  overcommitAlertRatio: 3,
+  /** Tokens: named tokens one daemon keeps. */
+  tokensMax: 1000,
+  /** Image conversion (qemu-img): the longest an info probe may take. */
+  imageProbeTimeoutMs: 60_000,
 } as const;
 
 export type Limits = { readonly [K in keyof typeof limits]: number };

@@ -9,7 +9,7 @@ import { limits } from './limits.js';
 
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 
-export type NameKind = 'pool' | 'volume' | 'snapshot';
+export type NameKind = 'pool' | 'volume' | 'snapshot' | 'token' | 'vm';
 
 export function validateName(kind: NameKind, name: unknown): string {
   if (typeof name !== 'string' || name.length === 0) {

@@ -3,5 +3,5 @@
  * ChunkStore) and wires engine, NBD server, API and VMs together. Imported only by the
  * CLI (`strata serve`).
  */
-export { startDaemon, parseHostPort, poolDir, defaultNbdAddress, defaultPoolName } from './daemon.js';
+export { startDaemon, parseHostPort, poolDir, poolsDir, defaultNbdAddress, defaultHttpAddress, defaultPoolName } from './daemon.js';
 export type { DaemonOptions, RunningDaemon } from './daemon.js';

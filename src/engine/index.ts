@@ -4,6 +4,8 @@
  * src/chunks; must not import nbd, api, vm, cli or daemon.
  */
 export { Pool } from './pool.js';
+export { PoolSet } from './pool-set.js';
+export type { PoolEntry } from './pool-set.js';
 export type {
   PoolOpenOptions,
   PoolPolicyOptions,

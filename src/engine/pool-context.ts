@@ -74,6 +74,11 @@ export interface PoolCountersLive {
   destagedBlocks: number;
   newChunks: number;
   dedupHits: number;
+  /** Reclaim passes (background and on demand) and what they did. */
+  reclaimRuns: number;
+  packsCompacted: number;
+  packsDeleted: number;
+  reclaimedBytes: number;
 }
 
 export const damagedKey = (chunkId: number) => `damaged:${chunkId}`;
@@ -95,7 +100,17 @@ export class PoolContext {
   readonly writer = new Mutex();
   readonly volumes = new Map<number, VolumeState>();
   readonly frameCache: FrameCache;
-  readonly counters: PoolCountersLive = { checksumErrors: 0, destages: 0, destagedBlocks: 0, newChunks: 0, dedupHits: 0 };
+  readonly counters: PoolCountersLive = {
+    checksumErrors: 0,
+    destages: 0,
+    destagedBlocks: 0,
+    newChunks: 0,
+    dedupHits: 0,
+    reclaimRuns: 0,
+    packsCompacted: 0,
+    packsDeleted: 0,
+    reclaimedBytes: 0,
+  };
   readonly zeroBlock: Buffer;
   readonly offload = new CpuOffload(zstdLevel);
   /** A second worker for reads: checks and decompresses frames of large reads. */

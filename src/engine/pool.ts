@@ -80,6 +80,8 @@ export interface PoolStats {
   readonly compressionRatio: number;
   readonly dirtyBytes: number;
   readonly checksumErrors: number;
+  /** Reclaim (garbage collection of packs) since the pool was opened. */
+  readonly reclaim: { readonly runs: number; readonly packsCompacted: number; readonly packsDeleted: number; readonly bytesFreed: number };
   readonly frameCache: { readonly bytes: number; readonly hits: number; readonly misses: number };
 }
 
@@ -386,6 +388,12 @@ export class Pool {
       compressionRatio: counters.liveFrameBytes === 0 ? 1 : uniqueBytes / counters.liveFrameBytes,
       dirtyBytes: this.ctx.dirtyBytes,
       checksumErrors: this.ctx.counters.checksumErrors,
+      reclaim: {
+        runs: this.ctx.counters.reclaimRuns,
+        packsCompacted: this.ctx.counters.packsCompacted,
+        packsDeleted: this.ctx.counters.packsDeleted,
+        bytesFreed: this.ctx.counters.reclaimedBytes,
+      },
       frameCache: { bytes: this.ctx.frameCache.sizeBytes, hits: this.ctx.frameCache.hits, misses: this.ctx.frameCache.misses },
     };
   }

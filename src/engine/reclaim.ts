@@ -66,6 +66,10 @@ export async function reclaim(ctx: PoolContext, options: ReclaimOptions = {}): P
     options.onProgress?.({ phase: 'compact', doneBytes, totalBytes });
   }
   const deleted = await deleteRetiredPacks(ctx, options.skipGrace === true, options.onProgress);
+  ctx.counters.reclaimRuns += 1;
+  ctx.counters.packsCompacted += candidates.length - packsSkipped;
+  ctx.counters.packsDeleted += deleted.count;
+  ctx.counters.reclaimedBytes += deleted.bytes;
   return {
     packsCompacted: candidates.length - packsSkipped,
     packsSkipped,

@@ -24,23 +24,20 @@ export interface ExportSource {
 /** Separates a volume from a snapshot in an export name; names never contain it. */
 export const snapshotSeparator = '@';
 
-export function poolExports(pool: Pool): ExportSource {
+/** Exports of one pool, or of every pool a function returns (volume names are unique across them). */
+export function poolExports(pools: Pool | (() => Iterable<Pool>)): ExportSource {
+  const all = typeof pools === 'function' ? pools : () => [pools];
+  const holding = (volume: string): Pool | undefined => [...all()].find((pool) => pool.listVolumes().some((info) => info.name === volume));
   return {
     list() {
       const entries: ExportEntry[] = [];
-      for (const volume of pool.listVolumes()) {
-        entries.push({ name: volume.name, description: volumeDescription(volume.name, volume.sizeBytes) });
-        for (const snapshot of pool.listSnapshots(volume.name)) {
-          entries.push({
-            name: `${volume.name}${snapshotSeparator}${snapshot.name}`,
-            description: snapshotDescription(volume.name, snapshot.name, snapshot.sizeBytes),
-          });
-        }
-      }
+      for (const pool of all()) entries.push(...exportsOf(pool));
       return entries;
     },
     open(name) {
       const at = name.indexOf(snapshotSeparator);
+      const pool = holding(at < 0 ? name : name.slice(0, at));
+      if (!pool) return null;
       try {
         if (at < 0) {
           const device = pool.openVolume(name);
@@ -57,6 +54,20 @@ export function poolExports(pool: Pool): ExportSource {
       }
     },
   };
+}
+
+function exportsOf(pool: Pool): ExportEntry[] {
+  const entries: ExportEntry[] = [];
+  for (const volume of pool.listVolumes()) {
+    entries.push({ name: volume.name, description: volumeDescription(volume.name, volume.sizeBytes) });
+    for (const snapshot of pool.listSnapshots(volume.name)) {
+      entries.push({
+        name: `${volume.name}${snapshotSeparator}${snapshot.name}`,
+        description: snapshotDescription(volume.name, snapshot.name, snapshot.sizeBytes),
+      });
+    }
+  }
+  return entries;
 }
 
 function volumeDescription(volume: string, sizeBytes: number): string {

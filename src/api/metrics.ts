@@ -1,0 +1,153 @@
+/*
+ * Metrics, in Prometheus text form at /metrics (prom-client) and as running totals for
+ * the web console's live charts. Volume I/O is observed where requests enter a device
+ * (`instrumentDevice` wraps every device the NBD server opens): operations, bytes and a
+ * latency histogram per volume and operation. Pool gauges (capacity, stored, logical,
+ * metadata, ratios, checksum errors, reclaim work) are read from the pools at scrape time.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BlockDevice } from '../engine/index.js';
+import type { PoolSummary } from './pool-summary.js';
+
+export type IoOperation = 'read' | 'write' | 'trim' | 'zero' | 'flush' | 'block_status';
+
+export interface VolumeIoTotals {
+  readonly volume: string;
+  readonly readOps: number;
+  readonly writeOps: number;
+  readonly otherOps: number;
+  readonly readBytes: number;
+  readonly writeBytes: number;
+}
+
+const latencyBucketsSeconds = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly operations: Counter<'volume' | 'op'>;
+  private readonly bytes: Counter<'volume' | 'op'>;
+  private readonly latency: Histogram<'volume' | 'op'>;
+  private readonly totals = new Map<string, { readOps: number; writeOps: number; otherOps: number; readBytes: number; writeBytes: number }>();
+
+  constructor(pools: () => Promise<PoolSummary[]>) {
+    const registers = [this.registry];
+    this.operations = new Counter({ name: 'strata_volume_operations_total', help: 'Volume operations served', labelNames: ['volume', 'op'], registers });
+    this.bytes = new Counter({ name: 'strata_volume_bytes_total', help: 'Bytes read or written by volume operations', labelNames: ['volume', 'op'], registers });
+    this.latency = new Histogram({
+      name: 'strata_volume_operation_seconds',
+      help: 'Latency of volume operations',
+      labelNames: ['volume', 'op'],
+      buckets: latencyBucketsSeconds,
+      registers,
+    });
+    const poolGauges: [string, string, (pool: PoolSummary) => number][] = [
+      ['strata_pool_capacity_bytes', 'Bytes the pool can hold (stored plus free on the host file system)', (p) => p.capacityBytes],
+      ['strata_pool_available_bytes', 'Bytes still free for the pool on the host file system', (p) => p.availableBytes],
+      ['strata_pool_stored_bytes', 'Bytes of pack files', (p) => p.storedBytes],
+      ['strata_pool_logical_bytes', 'Sum of volume sizes', (p) => p.logicalBytes],
+      ['strata_pool_mapped_bytes', 'Bytes of volume heads that hold data', (p) => p.mappedBytes],
+      ['strata_pool_metadata_bytes', 'Bytes of metadata', (p) => p.metadataBytes],
+      ['strata_pool_usage_ratio', 'Stored bytes over capacity', (p) => p.usageFraction],
+      ['strata_pool_overcommit_ratio', 'Logical bytes over capacity (thin over-commit)', (p) => p.overcommitRatio],
+      ['strata_pool_dedup_ratio', 'Referenced over unique chunk bytes', (p) => p.dedupRatio],
+      ['strata_pool_compression_ratio', 'Raw over stored bytes of live chunks', (p) => p.compressionRatio],
+      ['strata_pool_volumes', 'Volumes in the pool', (p) => p.volumes],
+      ['strata_pool_snapshots', 'Snapshots in the pool', (p) => p.snapshots],
+      ['strata_pool_checksum_errors_total', 'Stored bytes that failed verification since the pool opened', (p) => p.checksumErrors],
+      ['strata_pool_gc_runs_total', 'Reclaim passes since the pool opened', (p) => p.reclaim.runs],
+      ['strata_pool_gc_packs_compacted_total', 'Packs compacted since the pool opened', (p) => p.reclaim.packsCompacted],
+      ['strata_pool_gc_freed_bytes_total', 'Bytes given back to the host since the pool opened', (p) => p.reclaim.bytesFreed],
+    ];
+    // One read of the pools per scrape, shared by every gauge (prom-client collects
+    // all metrics of a scrape at once, so the first collect starts the read).
+    let pending: Promise<PoolSummary[]> | null = null;
+    const shared = () =>
+      (pending ??= pools().finally(() => {
+        setImmediate(() => (pending = null));
+      }));
+    new Gauge({
+      name: 'strata_pools',
+      help: 'Pools the daemon hosts',
+      registers,
+      async collect() {
+        this.set((await shared()).length);
+      },
+    });
+    for (const [name, help, value] of poolGauges) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['pool'],
+        registers,
+        async collect() {
+          const summaries = await shared();
+          this.reset();
+          for (const summary of summaries) this.set({ pool: summary.name }, value(summary));
+        },
+      });
+    }
+  }
+
+  observe(volume: string, op: IoOperation, bytes: number, seconds: number): void {
+    this.operations.inc({ volume, op });
+    if (bytes > 0) this.bytes.inc({ volume, op }, bytes);
+    this.latency.observe({ volume, op }, seconds);
+    let totals = this.totals.get(volume);
+    if (!totals) {
+      totals = { readOps: 0, writeOps: 0, otherOps: 0, readBytes: 0, writeBytes: 0 };
+      this.totals.set(volume, totals);
+    }
+    if (op === 'read') {
+      totals.readOps += 1;
+      totals.readBytes += bytes;
+    } else if (op === 'write') {
+      totals.writeOps += 1;
+      totals.writeBytes += bytes;
+    } else {
+      totals.otherOps += 1;
+    }
+  }
+
+  /** Running totals per volume, for rates computed by the reader. */
+  ioTotals(): VolumeIoTotals[] {
+    return [...this.totals].map(([volume, totals]) => ({ volume, ...totals }));
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** A device that reports each operation to `metrics` under the volume's name. */
+export function instrumentDevice(device: BlockDevice, volume: string, metrics: Metrics): BlockDevice {
+  const timed = async <T>(op: IoOperation, bytes: number, body: () => Promise<T>): Promise<T> => {
+    const start = process.hrtime.bigint();
+    const result = await body();
+    metrics.observe(volume, op, bytes, Number(process.hrtime.bigint() - start) / 1e9);
+    return result;
+  };
+  return {
+    get name() {
+      return device.name;
+    },
+    get sizeBytes() {
+      return device.sizeBytes;
+    },
+    get blockSize() {
+      return device.blockSize;
+    },
+    get readOnly() {
+      return device.readOnly;
+    },
+    read: (offset, length) => timed('read', length, () => device.read(offset, length)),
+    write: (offset, data, options) => timed('write', data.length, () => device.write(offset, data, options)),
+    trim: (offset, length, options) => timed('trim', 0, () => device.trim(offset, length, options)),
+    writeZeroes: (offset, length, options) => timed('zero', 0, () => device.writeZeroes(offset, length, options)),
+    flush: () => timed('flush', 0, () => device.flush()),
+    blockStatus: (offset, length) => timed('block_status', 0, () => device.blockStatus(offset, length)),
+  };
+}
