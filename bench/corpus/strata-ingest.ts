@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { importImage } from '../../src/cli/image-transfer.js';
+import { importImage } from './raw-image.js';
 import { Pool, type PoolPolicyOptions, type PoolTuning } from '../../src/engine/index.js';
 
 export interface StrataIngestResult {

@@ -27,6 +27,7 @@ export function progressBar(enabled: boolean, label: string): Progress {
     },
     stop() {
       if (started) bar.stop();
+      started = false;
     },
   };
 }

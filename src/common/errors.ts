@@ -80,6 +80,10 @@ export class StrataError extends Error {
   }
 }
 
+export function isCodeInCatalogue(code: string): code is ErrorCode {
+  return Object.hasOwn(errorCatalogue, code);
+}
+
 export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
   return error instanceof StrataError && (code === undefined || error.code === code);
 }

@@ -23,6 +23,7 @@ export class PoolSet {
 
   private constructor(
     readonly root: string,
+    private readonly initialPool: string,
     private readonly openOptions: PoolOpenOptions,
   ) {}
 
@@ -32,7 +33,7 @@ export class PoolSet {
    */
   static async open(root: string, initialPool: string, options: PoolOpenOptions = {}): Promise<{ set: PoolSet; created: boolean }> {
     fs.mkdirSync(root, { recursive: true, mode: 0o700 });
-    const set = new PoolSet(root, options);
+    const set = new PoolSet(root, initialPool, options);
     try {
       for (const name of fs.readdirSync(root).sort()) {
         if (fs.existsSync(path.join(root, name, 'meta.sqlite'))) set.pools.set(name, await Pool.open(path.join(root, name), options));
@@ -46,8 +47,11 @@ export class PoolSet {
     }
   }
 
+  /** Pools in name order. */
   list(): PoolEntry[] {
-    return [...this.pools].map(([name, pool]) => ({ name, pool }));
+    return [...this.pools]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, pool]) => ({ name, pool }));
   }
 
   get(name: string): Pool {
@@ -75,9 +79,11 @@ export class PoolSet {
     throw new StrataError('STRATA_E_VOLUME_NOT_FOUND', `no volume is named ${JSON.stringify(volume)}`, { volume });
   }
 
-  /** The pool a new volume goes to: the named one, or the only/first pool. */
+  /** The pool a new volume goes to: the named one, else the initial pool, else the first. */
   targetPool(name?: string): PoolEntry {
     if (name !== undefined) return { name, pool: this.get(name) };
+    const initial = this.pools.get(this.initialPool);
+    if (initial) return { name: this.initialPool, pool: initial };
     const first = this.list()[0];
     if (!first) throw new StrataError('STRATA_E_POOL_NOT_FOUND', 'the daemon has no pool');
     return first;

@@ -1,12 +1,13 @@
 /*
- * Copying raw disk images into and out of volumes. Import reads the file in large
+ * The corpus benchmark's in-process ingest: raw disk images copied straight into
+ * volumes through the engine's block device, so the figure is the engine's own (the
+ * product's import goes through qemu-img and NBD). Import reads the file in large
  * pieces, the next one while the current one is written, and skips all-zero ones, so
- * sparse images stay thin (as `qemu-img convert` does); export writes holes as holes by
- * only writing extents that hold data.
+ * sparse images stay thin (as `qemu-img convert` does).
  */
 import * as fs from 'node:fs';
-import { MiB } from '../common/units.js';
-import type { BlockDevice } from '../engine/index.js';
+import { MiB } from '../../src/common/units.js';
+import type { BlockDevice } from '../../src/engine/index.js';
 
 const pieceBytes = 4 * MiB;
 
@@ -36,31 +37,5 @@ export async function importImage(file: string, device: BlockDevice, onProgress:
     return written;
   } finally {
     await handle.close();
-  }
-}
-
-export async function exportImage(device: BlockDevice, file: string, onProgress: (done: number, total: number) => void): Promise<void> {
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.ftruncateSync(fd, device.sizeBytes);
-    let offset = 0;
-    while (offset < device.sizeBytes) {
-      const extents = await device.blockStatus(offset, device.sizeBytes - offset);
-      for (const extent of extents) {
-        if (extent.type === 'data') await copyExtent(device, fd, extent.offset, extent.length);
-        offset = extent.offset + extent.length;
-        onProgress(offset, device.sizeBytes);
-      }
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-async function copyExtent(device: BlockDevice, fd: number, start: number, length: number): Promise<void> {
-  for (let offset = start; offset < start + length; offset += pieceBytes) {
-    const data = await device.read(offset, Math.min(pieceBytes, start + length - offset));
-    fs.writeSync(fd, data, 0, data.length, offset);
   }
 }
