@@ -224,6 +224,17 @@ describe('REST API', () => {
     expect((await call('GET', '/api/v1/io')).body.volumes).toEqual(expect.any(Array));
   });
 
+  it.runIf(hasTool('qemu-io', 'qemu-utils'))('counts NBD operations, bytes and latency per volume', async () => {
+    await call('POST', '/api/v1/volumes', { body: { name: 'metered', sizeBytes: 4 * MiB } });
+    await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 0 1M', '-c', 'read 0 1M', '-c', 'flush', `nbd://127.0.0.1:${daemon.nbdAddress!.port}/metered`]);
+    const text = (await call('GET', '/metrics')).text;
+    expect(text).toMatch(/strata_volume_operations_total\{volume="metered",op="write"\} [1-9]/);
+    expect(text).toContain(`strata_volume_bytes_total{volume="metered",op="write"} ${MiB}`);
+    expect(text).toMatch(/strata_volume_operation_seconds_bucket\{le="\+Inf",volume="metered",op="read"\} [1-9]/);
+    const io = (await call('GET', '/api/v1/io')).body.volumes.find((entry: { volume: string }) => entry.volume === 'metered');
+    expect(io).toMatchObject({ writeBytes: MiB, readBytes: MiB });
+  });
+
   it('serves an OpenAPI document generated from the route schemas, equal to docs/openapi.json', async () => {
     const served = await call('GET', '/api/v1/openapi.json');
     expect(served.status).toBe(200);

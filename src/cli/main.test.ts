@@ -175,7 +175,9 @@ describe('strata serve as a process', () => {
         cwd: repoRoot,
         stdio: ['ignore', 'ignore', 'pipe'],
       });
-    const child = serve('--http', '127.0.0.1:0');
+    const config = path.join(data, 'strata.json');
+    fs.writeFileSync(config, JSON.stringify({ http: '127.0.0.1:0', logLevel: 'info' }));
+    const child = serve('--config', config);
     try {
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
@@ -193,6 +195,9 @@ describe('strata serve as a process', () => {
       const second = serve('--http', 'off');
       const secondExit = await new Promise<number | null>((resolve) => second.once('close', resolve));
       expect(secondExit).toBe(4);
+      fs.writeFileSync(config, JSON.stringify({ htp: '127.0.0.1:0' }));
+      const misspelt = serve('--config', config);
+      expect(await new Promise<number | null>((resolve) => misspelt.once('close', resolve))).toBe(2);
       const exit = new Promise<number | null>((resolve) => child.once('close', resolve));
       process.kill(child.pid!, 'SIGTERM');
       expect(await exit).toBe(0);
