@@ -61,6 +61,16 @@ export const errorCatalogue = {
   STRATA_E_CANCELLED: { kind: 'cancelled', summary: 'The operation was cancelled before it finished.' },
   STRATA_E_CONVERTER_FAILED: { kind: 'io', summary: 'The image converter (qemu-img) failed or is not installed.' },
   STRATA_E_DAEMON_UNREACHABLE: { kind: 'io', summary: 'The CLI could not reach the daemon at the given URL.' },
+  STRATA_E_QMP: { kind: 'io', summary: 'QEMU refused a QMP command or its QMP connection failed.' },
+  STRATA_E_QMP_TIMEOUT: { kind: 'io', summary: 'QEMU did not answer a QMP command in time.' },
+  STRATA_E_GUEST_AGENT: { kind: 'io', summary: 'The QEMU guest agent did not answer or refused a command.' },
+  STRATA_E_HYPERVISOR: { kind: 'io', summary: 'QEMU could not be started or stopped unexpectedly.' },
+  STRATA_E_VM_EXISTS: { kind: 'conflict', summary: 'A virtual machine with that name already exists.' },
+  STRATA_E_VM_NOT_FOUND: { kind: 'not-found', summary: 'No virtual machine has that name.' },
+  STRATA_E_VM_STATE: { kind: 'conflict', summary: 'The virtual machine is not in a state that allows the operation.' },
+  STRATA_E_VM_SNAPSHOT_NOT_FOUND: { kind: 'not-found', summary: 'The virtual machine has no snapshot with that name.' },
+  STRATA_E_VM_SNAPSHOT_EXISTS: { kind: 'conflict', summary: 'The virtual machine already has a snapshot with that name.' },
+  STRATA_E_VOLUME_IN_USE: { kind: 'conflict', summary: 'The volume is a disk of a virtual machine.' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -111,6 +111,22 @@ export const limits = {
   overcommitAlertRatio: 3,
   /** Tokens: named tokens one daemon keeps. */
   tokensMax: 1000,
+  /** QMP: connecting to QEMU's socket and reading its greeting. */
+  qmpConnectTimeoutMs: 5_000,
+  /** QMP: the longest a command may take unless the caller says otherwise. */
+  qmpCommandTimeoutMs: 10_000,
+  /** QMP: the longest line QEMU may send (a reply or event). */
+  qmpLineBytesMax: 16 * MiB,
+  /** Guest agent: how long to wait for guest-ping / fsfreeze before falling back to pause. */
+  guestAgentTimeoutMs: 3_000,
+  /** KVM probe: a short boot of a stub VM under KVM must reach QMP and run within this. */
+  kvmProbeTimeoutMs: 5_000,
+  /** VM stop: ACPI power-down, then a hard stop after this long. */
+  vmPowerdownTimeoutMs: 30_000,
+  /** VMs a daemon keeps definitions for. */
+  vmsMax: 4096,
+  /** Serial console: bytes of recent output kept per VM for new viewers. */
+  serialBacklogBytesMax: 256 * KiB,
   /** Image conversion (qemu-img): the longest an info probe may take. */
   imageProbeTimeoutMs: 60_000,
 } as const;
