@@ -4,6 +4,7 @@
  * routes from these specs and the OpenAPI document is generated from the same specs.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import type { z } from 'zod';
 import type { TokenInfo } from './tokens.js';
 
@@ -35,6 +36,8 @@ export interface RouteSpec<S, P = unknown, Q = unknown, B = unknown> {
   readonly handler?: (input: RouteInput<P, Q, B>, services: S) => Promise<unknown> | unknown;
   /** Streams and text answers write the reply themselves. */
   readonly raw?: (request: FastifyRequest, reply: FastifyReply, services: S, input: RouteInput<P, Q, B>) => Promise<void> | void;
+  /** WebSocket routes take over the upgraded connection. */
+  readonly websocket?: (socket: WebSocket, services: S, input: RouteInput<P, Q, B>) => void;
 }
 
 /** Keeps the handler's input typed by the spec's schemas. */

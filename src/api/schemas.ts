@@ -146,3 +146,62 @@ export const ioBody = z.object({
 });
 
 export const healthBody = z.object({ status: z.literal('ok'), version: z.string() });
+
+export const vmParams = z.strictObject({ vm: name });
+export const vmSnapshotParams = z.strictObject({ vm: name, snapshot: name });
+export const deleteVmQuery = z.strictObject({ withVolumes: z.enum(['true', 'false']).optional() });
+
+const nic = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('user') }),
+  z.strictObject({ mode: z.literal('bridge'), bridge: z.string().min(1).max(15) }),
+  z.strictObject({ mode: z.literal('tap'), tap: z.string().min(1).max(15) }),
+]);
+
+export const createVmBody = z.strictObject({
+  name,
+  cpus: z.number().int().min(1).max(256).optional().describe('default 1'),
+  memoryBytes: z.number().int().positive().optional().describe('default 512 MiB; at most the host memory'),
+  disks: z.array(name).max(16).describe('volume names, in boot order'),
+  nics: z.array(nic).max(8).optional().describe('default one user-mode NAT interface'),
+  cloudInit: z
+    .strictObject({
+      userData: z.string().max(256 * 1024),
+      metaData: z.string().max(64 * 1024).optional(),
+      networkConfig: z.string().max(64 * 1024).optional(),
+      sshKeys: z.array(z.string().max(16 * 1024)).max(64).optional(),
+    })
+    .optional(),
+  boot: z.strictObject({ kernel: z.string().min(1), initrd: z.string().min(1).optional(), append: z.string().max(4096).optional() }).optional(),
+});
+export const stopVmBody = z.strictObject({
+  force: z.boolean().optional().describe('hard stop at once'),
+  timeoutMs: z.number().int().min(0).max(3_600_000).optional().describe('ACPI power-down wait before the hard stop'),
+});
+export const cloneVmBody = z.strictObject({ name, snapshot: name.optional().describe('VM snapshot to clone; a new one is taken when omitted') });
+
+export const vmSnapshotBody = z.object({
+  vm: z.string(),
+  name: z.string(),
+  createdMs: z.number(),
+  method: z.enum(['fsfreeze', 'pause', 'offline']),
+  disks: z.array(z.object({ volume: z.string(), snapshot: z.string() })),
+});
+
+export const vmBody = z.object({
+  name: z.string(),
+  state: z.enum(['stopped', 'running', 'paused']),
+  definition: z.object({
+    name: z.string(),
+    cpus: z.number(),
+    memoryBytes: z.number(),
+    disks: z.array(z.object({ volume: z.string() })),
+    nics: z.array(z.object({ mode: z.string() }).passthrough()),
+    cloudInit: z.unknown(),
+    boot: z.object({ kernel: z.string(), initrd: z.string().optional(), append: z.string().optional() }).nullable(),
+  }),
+  createdMs: z.number(),
+  pid: z.number().nullable(),
+  startedMs: z.number().nullable(),
+  accel: z.object({ accel: z.enum(['kvm', 'tcg']), reason: z.string() }).nullable(),
+  snapshots: z.array(vmSnapshotBody),
+});

@@ -7,6 +7,7 @@
  */
 import * as path from 'node:path';
 import fastifyStatic from '@fastify/static';
+import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { isStrataError, StrataError } from '../common/errors.js';
@@ -36,10 +37,17 @@ function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, what: string
   });
 }
 
+function bearer(request: FastifyRequest, spec: RouteSpec<ApiServices>): string {
+  const header = request.headers.authorization;
+  if (header || !spec.websocket) return header ?? '';
+  // Browsers cannot set headers on a WebSocket: those routes also take ?access_token=.
+  const token = (request.query as Record<string, unknown> | undefined)?.access_token;
+  return typeof token === 'string' ? `Bearer ${token}` : '';
+}
+
 function authenticate(request: FastifyRequest, spec: RouteSpec<ApiServices>, services: ApiServices): TokenInfo | null {
   if (spec.access === 'public') return null;
-  const header = request.headers.authorization ?? '';
-  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  const match = /^Bearer\s+(\S+)$/i.exec(bearer(request, spec));
   const token = match ? services.tokens.verify(match[1]) : null;
   if (!token) throw new StrataError('STRATA_E_UNAUTHORIZED', match ? 'the token is not valid' : 'a bearer token is required (Authorization: Bearer TOKEN)');
   if (spec.access === 'admin' && token.role !== 'admin') throw new StrataError('STRATA_E_FORBIDDEN', `token ${token.name} is read-only`);
@@ -52,18 +60,48 @@ function fastifyErrorToStrata(error: { statusCode?: number; code?: string; messa
   return new StrataError('STRATA_E_IO', error.message);
 }
 
+function routeInput(request: FastifyRequest, spec: RouteSpec<ApiServices>, services: ApiServices): RouteInput<unknown, unknown, unknown> {
+  const token = authenticate(request, spec, services);
+  const query = { ...(request.query as Record<string, unknown>) };
+  if (spec.websocket) delete query.access_token;
+  return {
+    params: parse(spec.params, request.params, 'path'),
+    query: parse(spec.query, query, 'query'),
+    body: parse(spec.body, spec.body ? (request.body ?? {}) : undefined, 'body'),
+    token,
+  };
+}
+
+const websocketInputs = new WeakMap<FastifyRequest, RouteInput<unknown, unknown, unknown>>();
+
+function registerWebsocket(app: FastifyInstance, spec: RouteSpec<ApiServices>, services: ApiServices): void {
+  app.route({
+    method: 'GET',
+    url: spec.path,
+    // Checked before the upgrade, so a refusal is an ordinary JSON error answer.
+    preValidation: async (request) => {
+      websocketInputs.set(request, routeInput(request, spec, services));
+    },
+    handler: async () => {
+      throw new StrataError('STRATA_E_INVALID_ARGUMENT', `${spec.path} is a WebSocket: connect with an Upgrade request`);
+    },
+    wsHandler: (socket, request) => {
+      try {
+        spec.websocket!(socket, services, websocketInputs.get(request)!);
+      } catch (error) {
+        socket.close(1011, (isStrataError(error) ? `${error.code}: ${error.message}` : String(error)).slice(0, 120));
+      }
+    },
+  });
+}
+
 function register(app: FastifyInstance, spec: RouteSpec<ApiServices>, services: ApiServices): void {
+  if (spec.websocket) return registerWebsocket(app, spec, services);
   app.route({
     method: spec.method,
     url: spec.path,
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
-      const token = authenticate(request, spec, services);
-      const input: RouteInput<unknown, unknown, unknown> = {
-        params: parse(spec.params, request.params, 'path'),
-        query: parse(spec.query, request.query, 'query'),
-        body: parse(spec.body, spec.body ? (request.body ?? {}) : undefined, 'body'),
-        token,
-      };
+      const input = routeInput(request, spec, services);
       if (spec.raw) return spec.raw(request, reply, services, input);
       const result = await spec.handler!(input, services);
       if (spec.status === 204) return reply.code(204).send();
@@ -107,6 +145,7 @@ export async function buildApiServer(options: ApiServerOptions): Promise<Fastify
     const strata = new StrataError('STRATA_E_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
     void reply.code(404).send(errorResponse(strata));
   });
+  await app.register(fastifyWebsocket, { options: { maxPayload: limits.apiBodyBytesMax } });
   const routes = allRoutes();
   for (const spec of routes) register(app, spec, services);
   if (options.consoleDir) {
