@@ -14,6 +14,19 @@ export default tseslint.config(
     },
   },
   {
+    // The web console: browser ES modules, no build step (see web/index.html).
+    files: ['web/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: {
+        window: 'readonly', document: 'readonly', location: 'readonly', sessionStorage: 'readonly', fetch: 'readonly', Node: 'readonly',
+        AbortController: 'readonly', TextDecoderStream: 'readonly', ResizeObserver: 'readonly', console: 'readonly',
+        setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly',
+        process: 'off', Buffer: 'off', NodeJS: 'off',
+      },
+    },
+  },
+  {
     files: ['src/engine/**', 'src/meta/**', 'src/chunks/**', 'src/common/**'],
     rules: {
       'no-restricted-imports': [

@@ -20,6 +20,14 @@ export interface VolumeIoTotals {
   readonly writeBytes: number;
 }
 
+/** What the VM manager reports per VM (CPU time of its QEMU, disk I/O QEMU counted). */
+export interface VmUsageSample {
+  readonly name: string;
+  readonly running: boolean;
+  readonly cpuSeconds: number;
+  readonly disks: readonly { volume: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }[];
+}
+
 const latencyBucketsSeconds = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export class Metrics {
@@ -29,7 +37,7 @@ export class Metrics {
   private readonly latency: Histogram<'volume' | 'op'>;
   private readonly totals = new Map<string, { readOps: number; writeOps: number; otherOps: number; readBytes: number; writeBytes: number }>();
 
-  constructor(pools: () => Promise<PoolSummary[]>) {
+  constructor(pools: () => Promise<PoolSummary[]>, vms?: () => Promise<VmUsageSample[]>) {
     const registers = [this.registry];
     this.operations = new Counter({ name: 'strata_volume_operations_total', help: 'Volume operations served', labelNames: ['volume', 'op'], registers });
     this.bytes = new Counter({ name: 'strata_volume_bytes_total', help: 'Bytes read or written by volume operations', labelNames: ['volume', 'op'], registers });
@@ -83,6 +91,50 @@ export class Metrics {
           const summaries = await shared();
           this.reset();
           for (const summary of summaries) this.set({ pool: summary.name }, value(summary));
+        },
+      });
+    }
+    if (vms) this.vmGauges(vms);
+  }
+
+  private vmGauges(vms: () => Promise<VmUsageSample[]>): void {
+    const registers = [this.registry];
+    let pending: Promise<VmUsageSample[]> | null = null;
+    const shared = () =>
+      (pending ??= vms().finally(() => {
+        setImmediate(() => (pending = null));
+      }));
+    const perVm: [string, string, (vm: VmUsageSample) => number][] = [
+      ['strata_vm_running', '1 while the VM runs', (vm) => (vm.running ? 1 : 0)],
+      ['strata_vm_cpu_seconds_total', 'CPU seconds used by the VM since its QEMU started', (vm) => vm.cpuSeconds],
+    ];
+    for (const [name, help, value] of perVm) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['vm'],
+        registers,
+        async collect() {
+          this.reset();
+          for (const vm of await shared()) this.set({ vm: vm.name }, value(vm));
+        },
+      });
+    }
+    const perDisk: [string, string, (disk: VmUsageSample['disks'][number]) => number][] = [
+      ['strata_vm_disk_read_bytes_total', 'Bytes the VM read from a disk', (disk) => disk.readBytes],
+      ['strata_vm_disk_written_bytes_total', 'Bytes the VM wrote to a disk', (disk) => disk.writeBytes],
+      ['strata_vm_disk_read_operations_total', 'Read operations of the VM on a disk', (disk) => disk.readOps],
+      ['strata_vm_disk_write_operations_total', 'Write operations of the VM on a disk', (disk) => disk.writeOps],
+    ];
+    for (const [name, help, value] of perDisk) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['vm', 'volume'],
+        registers,
+        async collect() {
+          this.reset();
+          for (const vm of await shared()) for (const disk of vm.disks) this.set({ vm: vm.name, volume: disk.volume }, value(disk));
         },
       });
     }
