@@ -7,6 +7,7 @@ import { StrataError } from '../common/errors.js';
 import { validateName } from '../common/names.js';
 import { limits } from '../common/limits.js';
 import type { Pool, PoolSet } from '../engine/index.js';
+import type { VmManager } from '../vm/index.js';
 import type { EventLog } from './events.js';
 import { convertFromVolume, convertIntoVolume, probeImage, type ImageFormat, type ImageSource } from './image-convert.js';
 import type { Metrics } from './metrics.js';
@@ -37,6 +38,14 @@ export interface ApiServices {
   exports(): ExportView[];
   /** The NBD URI the daemon's own converter uses for an export. */
   internalUri(exportName: string): string;
+  /** The VM manager (absent in a daemon without VMs). */
+  readonly vms?: VmManager;
+}
+
+/** Refuses to delete or rename a volume that is a VM's disk. */
+function assertNotVmDisk(services: ApiServices, volume: string): void {
+  const owner = services.vms?.diskOwner(volume) ?? null;
+  if (owner !== null) throw new StrataError('STRATA_E_VOLUME_IN_USE', `volume ${volume} is a disk of VM ${owner}`, { volume, vm: owner });
 }
 
 type Spec = RouteSpec<ApiServices>;
@@ -248,6 +257,7 @@ const volumeRoutes: Spec[] = [
         changed(services, 'volume.resized', `volume/${name}`, `volume ${name} resized to ${body.sizeBytes} bytes`);
       }
       if (body.name !== undefined && body.name !== name) {
+        assertNotVmDisk(services, name);
         await services.pools.renameVolume(name, body.name);
         changed(services, 'volume.renamed', `volume/${body.name}`, `volume ${name} renamed to ${body.name}`);
         name = body.name;
@@ -265,6 +275,7 @@ const volumeRoutes: Spec[] = [
     params: schema.volumeParams,
     status: 204,
     async handler({ params }, services) {
+      assertNotVmDisk(services, params.volume);
       await services.pools.volumePool(params.volume).pool.deleteVolume(params.volume);
       changed(services, 'volume.deleted', `volume/${params.volume}`, `volume ${params.volume} deleted`);
     },

@@ -16,6 +16,7 @@ import type { Logger } from '../common/log.js';
 import { errorResponse, httpStatusFor } from './http-status.js';
 import { openApiDocument } from './openapi.js';
 import { apiRoutes, type ApiServices } from './routes.js';
+import { vmRoutes } from './vm-routes.js';
 import type { RouteInput, RouteSpec } from './route-spec.js';
 import type { TokenInfo } from './tokens.js';
 
@@ -121,7 +122,7 @@ const openApiRoute: RouteSpec<ApiServices> = {
 
 /** Every route, the OpenAPI document's own included. */
 export function allRoutes(): readonly RouteSpec<ApiServices>[] {
-  return [...apiRoutes, openApiRoute];
+  return [...apiRoutes, ...vmRoutes, openApiRoute];
 }
 
 let documentCache: { version: string; document: Record<string, unknown> } | null = null;

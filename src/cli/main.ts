@@ -11,6 +11,7 @@ import { defaultUrl } from './context.js';
 import { exitCodeFor, exitCodes } from './exit-codes.js';
 import { serveCommand } from './serve-command.js';
 import { storageCommands } from './storage-commands.js';
+import { vmCommands } from './vm-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('strata')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
     .option('--json', 'print machine-readable JSON')
     .showHelpAfterError();
   storageCommands(program);
+  vmCommands(program);
   adminCommands(program);
   serveCommand(program);
   return program;

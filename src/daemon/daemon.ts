@@ -24,6 +24,7 @@ import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { PoolSet, type ReadVerify } from '../engine/index.js';
+import { VmManager } from '../vm/index.js';
 import { allowList, NbdServer, poolExports, snapshotSeparator, type ExportSource, type NbdTlsOptions } from '../nbd/index.js';
 
 export const defaultPoolName = 'default';
@@ -60,6 +61,7 @@ export interface RunningDaemon {
   readonly nbdSocket: string | null;
   readonly httpAddress: { host: string; port: number } | null;
   readonly services: ApiServices;
+  readonly vms: VmManager;
   stop(): Promise<void>;
 }
 
@@ -147,14 +149,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const events = new EventLog(path.join(options.dataDir, 'events.jsonl'), logger);
   const tasks = new TaskManager(events);
   const summaries = () => Promise.all(pools.list().map(({ name, pool }) => poolSummary(name, pool)));
-  const metrics = new Metrics(summaries);
+  const internalSocket = path.join(options.dataDir, 'nbd.sock');
+  const vms = await VmManager.open({ dataDir: options.dataDir, pools, nbdSocket: internalSocket, events, logger });
+  const metrics = new Metrics(summaries, () => vms.usage());
   const source = instrumented(
     poolExports(() => pools.list().map((entry) => entry.pool)),
     metrics,
   );
   const nbd = new NbdServer({ exports: source, logger, tls: options.tls, access: options.allow.length > 0 ? allowList(options.allow) : undefined });
   const internal = new NbdServer({ exports: source, logger });
-  const internalSocket = path.join(options.dataDir, 'nbd.sock');
   const urls = { tcp: null as string | null, socket: null as string | null };
   const services: ApiServices = {
     version: packageVersion(),
@@ -165,6 +168,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     metrics,
     exports: () => exportViews(source, [nbd, internal], urls),
     internalUri: (name) => `nbd+unix:///${name}?socket=${internalSocket}`,
+    vms,
   };
   const http = options.http
     ? await buildApiServer({
@@ -181,6 +185,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     await tasks.stopAll();
     await http?.close();
     await nbd.close();
+    await vms.close();
     await internal.close();
     fs.rmSync(internalSocket, { force: true });
     await pools.close();
@@ -195,7 +200,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     checkAlerts();
     alertTimer = setInterval(checkAlerts, limits.alertIntervalMs);
     alertTimer.unref();
-    return { pools, nbd, ...bound, services, stop };
+    return { pools, nbd, ...bound, services, vms, stop };
   } catch (error) {
     await stop().catch(() => undefined);
     throw error;

@@ -5,6 +5,7 @@
  */
 export { Pool } from './pool.js';
 export { PoolSet } from './pool-set.js';
+export { Mutex } from './mutex.js';
 export type { PoolEntry } from './pool-set.js';
 export type {
   PoolOpenOptions,

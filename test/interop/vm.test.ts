@@ -1,0 +1,284 @@
+/*
+ * VMs on Strata volumes with real QEMU (TCG unless KVM really works): a tiny guest (the
+ * Debian cloud kernel and a busybox initramfs the harness builds) whose init reads a
+ * counter from its disk, prints it on the serial console, writes the next value and a
+ * random block, and waits. Proves: boot to a marker; VM snapshot, restore and boot back
+ * to the snapshot's state; three clones of a template booting at once and diverging;
+ * guest TRIM lowering the pool's stored bytes; bad definitions refused with nothing
+ * created; the daemon killed while a VM runs, restarted, reattached, and the VM stopped
+ * cleanly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { silentLogger } from '../../src/common/log.js';
+import { MiB } from '../../src/common/units.js';
+import { startDaemon, type RunningDaemon } from '../../src/daemon/index.js';
+import type { VmDefinition } from '../../src/vm/index.js';
+import { buildInitramfs, findCloudKernel, haveStaticBusybox } from '../helpers/guest-image.js';
+import { makeTempDir, removeTempDir } from '../helpers/temp-pool.js';
+import { hasTool, runOk } from '../helpers/tools.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const kernel = findCloudKernel();
+const haveVmTools =
+  hasTool('qemu-system-x86_64', 'qemu-system-x86') &&
+  hasTool('mkfs.ext4', 'e2fsprogs') &&
+  (kernel !== null || (console.warn('SKIPPED: no cloud kernel in /boot (Debian package: linux-image-cloud-amd64)'), false)) &&
+  (haveStaticBusybox() || (console.warn('SKIPPED: /bin/busybox is not static (Debian package: busybox-static)'), false));
+if (!haveVmTools && process.env.STRATA_REQUIRE_TOOLS === '1') throw new Error('the VM tests cannot run: see the SKIPPED lines above');
+
+const initScript = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for module in $(cat /modules.order); do insmod /lib/modules/$module; done
+tries=0
+while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+echo "STRATA-BOOT"
+if grep -q strata.mode=trim /proc/cmdline; then
+  mount -t ext4 -o discard /dev/vda /mnt && rm /mnt/big.bin && sync && fstrim -v /mnt && umount /mnt && echo "STRATA-TRIMMED"
+else
+  count=$(dd if=/dev/vda bs=16 count=1 2>/dev/null | tr -dc 0-9 | sed 's/^0*//')
+  [ -z "$count" ] && count=0
+  echo "STRATA-COUNT $count"
+  printf "%016d" $((count + 1)) | dd of=/dev/vda bs=16 count=1 2>/dev/null
+  dd if=/dev/urandom of=/dev/vda bs=4096 count=1 seek=256 2>/dev/null
+  sync
+  echo "STRATA-WROTE $((count + 1))"
+fi
+echo "STRATA-READY"
+while true; do sleep 1; done
+`;
+
+let work: string;
+let initrd: string;
+
+/** Alive and not a zombie (a reparented QEMU may wait for a reaper that never comes). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
+  }
+}
+
+function guest(name: string, disks: string[], mode = 'counter'): VmDefinition {
+  return {
+    name,
+    cpus: 1,
+    memoryBytes: 128 * MiB,
+    disks: disks.map((volume) => ({ volume })),
+    nics: [],
+    cloudInit: null,
+    boot: { kernel: kernel!.kernel, initrd, append: `console=ttyS0 panic=-1 rdinit=/init strata.mode=${mode}` },
+  };
+}
+
+const bootTimeoutMs = 120_000;
+
+describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
+  let daemon: RunningDaemon;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    work = makeTempDir();
+    initrd = path.join(work, 'initrd.cpio');
+    buildInitramfs(work, kernel!.version, initScript, initrd);
+    dataDir = path.join(work, 'data');
+    daemon = await startDaemon({ dataDir, nbd: null, http: { host: '127.0.0.1', port: 0 }, nbdSocket: null, tls: null, allow: [], logger: silentLogger, compactIntervalMs: 0 });
+  });
+
+  afterAll(async () => {
+    if (daemon) {
+      for (const vm of daemon.vms.list()) if (vm.state !== 'stopped') await daemon.vms.stop(vm.name, { force: true }).catch(() => undefined);
+      await daemon.stop();
+    }
+    removeTempDir(work);
+  });
+
+  const pool = () => daemon.pools.get('default');
+
+  async function marker(vm: string, text: string): Promise<string> {
+    const serial = daemon.vms.console(vm);
+    await serial.waitFor(text, AbortSignal.timeout(bootTimeoutMs));
+    return serial.recent().toString('utf8');
+  }
+
+  it('boots a VM from its volume, shows the marker on the serial console (also over WebSocket), and pauses and resumes it', async () => {
+    await pool().createVolume('boot0', 8 * MiB);
+    const created = await daemon.vms.create(guest('boot', ['boot0']));
+    expect(created.state).toBe('stopped');
+    const started = await daemon.vms.start('boot');
+    expect(started.state).toBe('running');
+    expect(['kvm', 'tcg']).toContain(started.accel!.accel);
+    expect(await marker('boot', 'STRATA-READY')).toContain('STRATA-COUNT 0');
+    const token = fs.readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+    const socket = new WebSocket(`ws://127.0.0.1:${daemon.httpAddress!.port}/api/v1/vms/boot/console?access_token=${token}`);
+    const first = await new Promise<string>((resolve, reject) => {
+      socket.once('message', (data: Buffer) => resolve(data.toString('utf8')));
+      socket.once('error', reject);
+    });
+    socket.close();
+    expect(first).toContain('STRATA-BOOT');
+    expect((await daemon.vms.pause('boot')).state).toBe('paused');
+    expect((await daemon.vms.resume('boot')).state).toBe('running');
+    expect((await daemon.vms.stop('boot', { timeoutMs: 500 })).state).toBe('stopped');
+    expect(daemon.vms.get('boot').pid).toBeNull();
+  });
+
+  it('restores a VM snapshot: the guest boots back to the state it had when the snapshot was taken', async () => {
+    await pool().createVolume('snap0', 8 * MiB);
+    await daemon.vms.create(guest('snapper', ['snap0']));
+    await daemon.vms.start('snapper');
+    expect(await marker('snapper', 'STRATA-READY')).toContain('STRATA-WROTE 1');
+    const snapshot = await daemon.vms.snapshot('snapper', 'one');
+    expect(snapshot.method).toBe('pause');
+    expect(daemon.vms.get('snapper').state).toBe('running');
+    await daemon.vms.stop('snapper', { force: true });
+    await daemon.vms.start('snapper');
+    expect(await marker('snapper', 'STRATA-READY')).toContain('STRATA-COUNT 1');
+    await daemon.vms.stop('snapper', { force: true });
+    await expect(daemon.vms.start('snapper').then(() => daemon.vms.restore('snapper', 'one'))).rejects.toMatchObject({ code: 'STRATA_E_VM_STATE' });
+    await daemon.vms.stop('snapper', { force: true });
+    await daemon.vms.restore('snapper', 'one');
+    await daemon.vms.start('snapper');
+    const output = await marker('snapper', 'STRATA-READY');
+    expect(output).toContain('STRATA-COUNT 1');
+    expect(output).not.toContain('STRATA-COUNT 2');
+    await daemon.vms.stop('snapper', { force: true });
+  });
+
+  it('clones a template into three VMs that boot at once and diverge', async () => {
+    await pool().createVolume('tmpl0', 8 * MiB);
+    await pool().openVolume('tmpl0').write(0, Buffer.from('0000000000000041'), { fua: true });
+    await daemon.vms.create(guest('tmpl', ['tmpl0']));
+    const names = ['c1', 'c2', 'c3'];
+    for (const name of names) expect((await daemon.vms.clone('tmpl', undefined, name)).definition.disks[0].volume).toBe(`${name}-disk0`);
+    await Promise.all(names.map((name) => daemon.vms.start(name)));
+    for (const name of names) expect(await marker(name, 'STRATA-READY')).toContain('STRATA-COUNT 41');
+    await Promise.all(names.map((name) => daemon.vms.stop(name, { force: true })));
+    const blocks = await Promise.all(names.map((name) => pool().openVolume(`${name}-disk0`).read(256 * 4096, 4096)));
+    expect(new Set(blocks.map((block) => block.toString('hex'))).size).toBe(3);
+    expect((await pool().openVolume('tmpl0').read(0, 16)).toString()).toBe('0000000000000041');
+    expect((await pool().openVolume('c1-disk0').read(0, 16)).toString()).toBe('0000000000000042');
+  });
+
+  it('passes guest TRIM through: fstrim in the guest lowers the pool stored bytes after compaction', async () => {
+    const fsDir = path.join(work, 'trimfs');
+    fs.mkdirSync(fsDir);
+    fs.writeFileSync(path.join(fsDir, 'big.bin'), randomBytes(24 * MiB));
+    const image = path.join(work, 'trim.raw');
+    await runOk('mkfs.ext4', ['-q', '-F', '-d', fsDir, image, '64M']);
+    const volume = pool().openVolume((await pool().createVolume('trim0', 64 * MiB)).name);
+    await volume.write(0, fs.readFileSync(image), { fua: true });
+    await pool().reclaim({ skipGrace: true });
+    const before = (await pool().stats()).storedBytes;
+    await daemon.vms.create(guest('trimmer', ['trim0'], 'trim'));
+    await daemon.vms.start('trimmer');
+    expect(await marker('trimmer', 'STRATA-READY')).toContain('STRATA-TRIMMED');
+    await daemon.vms.stop('trimmer', { force: true });
+    await pool().reclaim({ skipGrace: true, liveFractionMax: 1.01 });
+    const after = (await pool().stats()).storedBytes;
+    expect(after).toBeLessThan(before - 8 * MiB);
+  });
+
+  it('refuses bad definitions with clear errors and creates nothing', async () => {
+    const before = daemon.vms.list().map((vm) => vm.name);
+    await expect(daemon.vms.create(guest('nodisk', ['no-such-volume']))).rejects.toMatchObject({ code: 'STRATA_E_VOLUME_NOT_FOUND' });
+    await pool().createVolume('big0', MiB);
+    await expect(daemon.vms.create({ ...guest('huge', ['big0']), memoryBytes: Math.ceil((os.totalmem() * 2) / MiB) * MiB })).rejects.toMatchObject({ code: 'STRATA_E_INVALID_ARGUMENT' });
+    await expect(daemon.vms.create(guest('boot', ['big0']))).rejects.toMatchObject({ code: 'STRATA_E_VM_EXISTS' });
+    await expect(daemon.vms.create(guest('shared', ['boot0']))).rejects.toMatchObject({ code: 'STRATA_E_VOLUME_IN_USE' });
+    await expect(daemon.vms.create(guest('bad/name', ['big0']))).rejects.toMatchObject({ code: 'STRATA_E_INVALID_NAME' });
+    expect(daemon.vms.list().map((vm) => vm.name)).toEqual(before);
+  });
+});
+
+describe.skipIf(!haveVmTools)('a VM outliving its daemon', () => {
+  it('keeps running when the daemon is killed; the restarted daemon reattaches and stops it cleanly', async () => {
+    const dir = makeTempDir();
+    const children: ChildProcess[] = [];
+    const serve = async (): Promise<{ child: ChildProcess; url: string }> => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/run.ts'), 'serve', '--data', path.join(dir, 'data'), '--nbd', 'off', '--http', '127.0.0.1:0'], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      children.push(child);
+      let stderr = '';
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+          stderr += text;
+          const line = stderr.split('\n').find((candidate) => candidate.includes('"message":"ready"'));
+          if (line) resolve((JSON.parse(line) as { http: { port: number } }).http.port);
+        });
+        child.once('close', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+      });
+      return { child, url: `http://127.0.0.1:${port}` };
+    };
+    let qemuPid: number | null = null;
+    try {
+      fs.mkdirSync(path.join(dir, 'guest'));
+      const guestInitrd = path.join(dir, 'guest', 'initrd.cpio');
+      buildInitramfs(path.join(dir, 'guest'), kernel!.version, initScript, guestInitrd);
+      initrd = guestInitrd;
+      const first = await serve();
+      const token = fs.readFileSync(path.join(dir, 'data', 'admin.token'), 'utf8').trim();
+      const api = async (url: string, method: string, route: string, body?: unknown) => {
+        const response = await fetch(`${url}${route}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        const text = await response.text();
+        if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${text}`);
+        return route.endsWith('/log') ? text : (JSON.parse(text || 'null') as any); // eslint-disable-line @typescript-eslint/no-explicit-any
+      };
+      await api(first.url, 'POST', '/api/v1/volumes', { name: 'disk', sizeBytes: 8 * MiB });
+      const definition = guest('survivor', ['disk']);
+      await api(first.url, 'POST', '/api/v1/vms', { name: 'survivor', cpus: 1, memoryBytes: definition.memoryBytes, disks: ['disk'], nics: [], boot: definition.boot });
+      qemuPid = (await api(first.url, 'POST', '/api/v1/vms/survivor/start')).pid as number;
+      const waitLog = async (url: string, text: string) => {
+        const deadline = Date.now() + bootTimeoutMs;
+        while (!(await api(url, 'GET', '/api/v1/vms/survivor/console/log')).includes(text)) {
+          if (Date.now() > deadline) throw new Error(`no ${text} on the console`);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      };
+      await waitLog(first.url, 'STRATA-READY');
+      const killed = new Promise((resolve) => first.child.once('close', resolve));
+      process.kill(first.child.pid!, 'SIGKILL');
+      await killed;
+      expect(running(qemuPid)).toBe(true);
+      const second = await serve();
+      const shown = await api(second.url, 'GET', '/api/v1/vms/survivor');
+      expect(shown.state).toBe('running');
+      expect(shown.pid).toBe(qemuPid);
+      await waitLog(second.url, 'STRATA-READY');
+      expect((await api(second.url, 'POST', '/api/v1/vms/survivor/stop', { force: true })).state).toBe('stopped');
+      expect(running(qemuPid)).toBe(false);
+      const events = (await api(second.url, 'GET', '/api/v1/events')) as { kind: string }[];
+      expect(events.map((event) => event.kind)).toEqual(expect.arrayContaining(['vm.started', 'vm.reattached', 'vm.stopped']));
+      const stopped = new Promise((resolve) => second.child.once('close', resolve));
+      process.kill(second.child.pid!, 'SIGTERM');
+      await stopped;
+    } finally {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+      if (qemuPid !== null) {
+        try {
+          process.kill(qemuPid, 'SIGKILL');
+        } catch {
+          // Already stopped.
+        }
+      }
+      removeTempDir(dir);
+    }
+  });
+});
