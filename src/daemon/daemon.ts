@@ -175,7 +175,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         services,
         logger,
         consoleDir: path.join(projectRoot, 'web'),
-        assets: { '/vendor/uplot/': path.join(projectRoot, 'node_modules', 'uplot', 'dist') },
+        assets: {
+          '/vendor/uplot/': path.join(projectRoot, 'node_modules', 'uplot', 'dist'),
+          '/vendor/xterm/': path.join(projectRoot, 'node_modules', '@xterm', 'xterm'),
+          '/vendor/xterm-addon-fit/': path.join(projectRoot, 'node_modules', '@xterm', 'addon-fit'),
+          '/vendor/novnc/': path.join(projectRoot, 'node_modules', '@novnc', 'novnc'),
+        },
       })
     : null;
   const alerts = new AlertWatcher(events, { overcommitRatio: options.overcommitAlertRatio });
