@@ -235,6 +235,37 @@ describe('REST API', () => {
     expect(io).toMatchObject({ writeBytes: MiB, readBytes: MiB });
   });
 
+  it('defines VMs with checked bodies, refuses bad definitions, and protects their disks', async () => {
+    await call('POST', '/api/v1/volumes', { body: { name: 'vmdisk', sizeBytes: 4 * MiB } });
+    expect((await call('POST', '/api/v1/vms', { body: { name: 'web1' } })).body.code).toBe('STRATA_E_INVALID_ARGUMENT');
+    expect((await call('POST', '/api/v1/vms', { body: { name: 'web1', disks: ['vmdisk'], gpu: true } })).body.message).toContain('gpu');
+    expect((await call('POST', '/api/v1/vms', { body: { name: 'web1', disks: ['nodisk'] } })).body.code).toBe('STRATA_E_VOLUME_NOT_FOUND');
+    const huge = await call('POST', '/api/v1/vms', { body: { name: 'web1', disks: ['vmdisk'], memoryBytes: 1024 ** 5 } });
+    expect(huge.status).toBe(400);
+    expect(huge.body.message).toContain('more than the host has');
+    expect((await call('POST', '/api/v1/vms', { body: { name: '../web', disks: ['vmdisk'] } })).body.code).toBe('STRATA_E_INVALID_NAME');
+    expect((await call('GET', '/api/v1/vms')).body).toEqual([]);
+    const created = await call('POST', '/api/v1/vms', { body: { name: 'web1', cpus: 2, memoryBytes: 256 * MiB, disks: ['vmdisk'] } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'web1', state: 'stopped', definition: { cpus: 2, nics: [{ mode: 'user' }] } });
+    expect((await call('POST', '/api/v1/vms', { body: { name: 'web1', disks: [] } })).body.code).toBe('STRATA_E_INVALID_ARGUMENT');
+    expect((await call('POST', '/api/v1/vms', { body: { name: 'web2', disks: ['vmdisk'] } })).body.code).toBe('STRATA_E_VOLUME_IN_USE');
+    expect((await call('DELETE', '/api/v1/volumes/vmdisk')).body.code).toBe('STRATA_E_VOLUME_IN_USE');
+    expect((await call('PATCH', '/api/v1/volumes/vmdisk', { body: { name: 'renamed' } })).body.code).toBe('STRATA_E_VOLUME_IN_USE');
+    expect((await call('POST', '/api/v1/vms/web1/pause')).body.code).toBe('STRATA_E_VM_STATE');
+    expect((await call('GET', '/api/v1/vms/web1/console/log')).body.code).toBe('STRATA_E_VM_STATE');
+    expect((await call('POST', '/api/v1/vms/nobody/start')).status).toBe(404);
+    const snapshot = await call('POST', '/api/v1/vms/web1/snapshots', { body: { name: 'cold' } });
+    expect(snapshot.body).toMatchObject({ method: 'offline', disks: [{ volume: 'vmdisk', snapshot: 'cold' }] });
+    const clone = await call('POST', '/api/v1/vms/web1/clones', { body: { name: 'web3', snapshot: 'cold' } });
+    expect(clone.body.definition.disks).toEqual([{ volume: 'web3-disk0' }]);
+    expect((await call('GET', '/metrics')).text).toContain('strata_vm_running{vm="web1"} 0');
+    expect((await call('DELETE', '/api/v1/vms/web3?withVolumes=true')).status).toBe(204);
+    expect((await call('GET', '/api/v1/volumes/web3-disk0')).status).toBe(404);
+    expect((await call('DELETE', '/api/v1/vms/web1')).status).toBe(204);
+    expect((await call('DELETE', '/api/v1/volumes/vmdisk')).status).toBe(204);
+  });
+
   it('serves an OpenAPI document generated from the route schemas, equal to docs/openapi.json', async () => {
     const served = await call('GET', '/api/v1/openapi.json');
     expect(served.status).toBe(200);

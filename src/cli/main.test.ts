@@ -147,6 +147,25 @@ describe('strata CLI against a daemon', () => {
     expect(verify.err).toContain('--read-verify takes crc or sha256');
   });
 
+  it('defines, shows, snapshots, clones and deletes VMs, with exit codes for bad definitions', async () => {
+    expect((await strata('volume', 'create', 'vmroot', '--size', '4M')).code).toBe(0);
+    expect((await strata('vm', 'create', 'db', '--disk', 'missing')).code).toBe(3);
+    expect((await strata('vm', 'create', 'db', '--disk', 'vmroot', '--memory', 'lots')).code).toBe(2);
+    expect((await strata('vm', 'create', 'db', '--disk', 'vmroot', '--nic', 'wifi')).code).toBe(2);
+    const created = await strata('vm', 'create', 'db', '--cpus', '2', '--memory', '256M', '--disk', 'vmroot', '--nic', 'user');
+    expect(created.code, created.err).toBe(0);
+    expect((await strata('vm', 'create', 'db', '--disk', 'vmroot')).code).toBe(4);
+    expect((await json('vm', 'list'))[0]).toMatchObject({ name: 'db', state: 'stopped' });
+    expect((await strata('vm', 'show', 'db')).out).toContain('2 vCPUs, 256.0 MiB');
+    expect((await strata('vm', 'stop', 'db')).code).toBe(4);
+    expect((await json('vm', 'snapshot', 'db@cold')).method).toBe('offline');
+    expect((await strata('vm', 'clone', 'db@cold', 'db2')).code).toBe(0);
+    expect((await strata('vm', 'restore', 'db@cold')).code).toBe(0);
+    expect((await strata('vm', 'delete', 'db2', '--with-volumes')).code).toBe(0);
+    expect((await strata('vm', 'delete', 'db')).code).toBe(0);
+    expect((await strata('vm', 'show', 'db')).code).toBe(3);
+  });
+
   it.runIf(hasTool('qemu-img', 'qemu-utils'))('imports a qcow2 image and exports a volume as vmdk through qemu-img', async () => {
     const work = makeTempDir();
     try {
