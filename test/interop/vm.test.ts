@@ -42,7 +42,12 @@ for module in $(cat /modules.order); do insmod /lib/modules/$module; done
 tries=0
 while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
 echo "STRATA-BOOT"
-if grep -q strata.mode=trim /proc/cmdline; then
+if grep -q strata.mode=cidata /proc/cmdline; then
+  while [ ! -b /dev/vdb1 ]; do sleep 0.1; done
+  dd if=/dev/vdb1 bs=512 count=1 2>/dev/null | grep -qi cidata && echo "STRATA-CIDATA label"
+  dd if=/dev/vdb bs=1M count=4 2>/dev/null | grep -q STRATA-USERDATA && echo "STRATA-CIDATA user-data"
+  dd if=/dev/vdb bs=1M count=4 2>/dev/null | grep -q "local-hostname: seeded" && echo "STRATA-CIDATA meta-data"
+elif grep -q strata.mode=trim /proc/cmdline; then
   mount -t ext4 -o discard /dev/vda /mnt && rm /mnt/big.bin && sync && fstrim -v /mnt && umount /mnt && echo "STRATA-TRIMMED"
 else
   count=$(dd if=/dev/vda bs=16 count=1 2>/dev/null | tr -dc 0-9 | sed 's/^0*//')
@@ -188,6 +193,17 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     await pool().reclaim({ skipGrace: true, liveFractionMax: 1.01 });
     const after = (await pool().stats()).storedBytes;
     expect(after).toBeLessThan(before - 8 * MiB);
+  });
+
+  it('attaches a cloud-init NoCloud seed the guest sees as a disk labelled cidata', async () => {
+    await pool().createVolume('seed0', 4 * MiB);
+    await daemon.vms.create({ ...guest('seeded', ['seed0'], 'cidata'), cloudInit: { userData: '#cloud-config\n# STRATA-USERDATA\n', sshKeys: ['ssh-ed25519 AAAA test'] } });
+    await daemon.vms.start('seeded');
+    const output = await marker('seeded', 'STRATA-READY');
+    expect(output).toContain('STRATA-CIDATA label');
+    expect(output).toContain('STRATA-CIDATA user-data');
+    expect(output).toContain('STRATA-CIDATA meta-data');
+    await daemon.vms.stop('seeded', { force: true });
   });
 
   it('refuses bad definitions with clear errors and creates nothing', async () => {
