@@ -3,12 +3,23 @@
  * table printing, and realistic sample data (bytes of the running node binary, which
  * compress and dedup like ordinary executables do).
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 export const MiB = 1024 * 1024;
+
+/** True when a command is on the PATH (benchmarks skip a peer that is missing). */
+export function have(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 export const GiB = 1024 * MiB;
 
 export function cacheDir(): string {

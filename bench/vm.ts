@@ -14,34 +14,18 @@ import { performance } from 'node:perf_hooks';
 import { silentLogger } from '../src/common/log.js';
 import { startDaemon } from '../src/daemon/index.js';
 import { VmManager, type VmDefinition } from '../src/vm/index.js';
-import { buildInitramfs, findCloudKernel, haveStaticBusybox } from '../test/helpers/guest-image.js';
-import { fmt, MiB, printTable, sampleData, withScratch } from './support.js';
+import { buildInitramfs, findCloudKernel, guestInitPreamble, haveStaticBusybox } from '../test/helpers/guest-image.js';
+import { fmt, have, MiB, printTable, sampleData, withScratch } from './support.js';
 
 const boots = Number(process.env.STRATA_BENCH_VM_BOOTS ?? 3);
 const clones = Number(process.env.STRATA_BENCH_VM_CLONES ?? 10);
 const marker = 'STRATA-BENCH-BOOTED';
 
-const initScript = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for module in $(cat /modules.order); do insmod /lib/modules/$module; done
-while [ ! -b /dev/vda ]; do sleep 0.05; done
-mount -t ext4 -o ro /dev/vda /mnt
+const initScript = `${guestInitPreamble}mount -t ext4 -o ro /dev/vda /mnt
 cat /mnt/files/* > /dev/null
 echo "${marker} $(ls /mnt/files | wc -l)"
 while true; do sleep 1; done
 `;
-
-function have(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

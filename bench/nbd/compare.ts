@@ -10,7 +10,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GiB, MiB, printTable, withScratch } from '../support.js';
+import { GiB, have, MiB, printTable, withScratch } from '../support.js';
 
 const sizeBytes = Number(process.env.STRATA_BENCH_NBD_BYTES ?? GiB);
 const runtimeSeconds = Number(process.env.STRATA_BENCH_NBD_SECONDS ?? 10);
@@ -22,15 +22,6 @@ interface Target {
   readonly name: string;
   readonly uri: string;
   readonly start: (dir: string, port: number) => ChildProcess;
-}
-
-function have(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function startProcess(command: string, args: string[]): ChildProcess {

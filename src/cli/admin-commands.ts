@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { StrataError } from '../common/errors.js';
 import type { TaskAnswer } from './api-client.js';
 import { context, print, waitForTask } from './context.js';
-import { table } from './format.js';
+import { isoTime, table } from './format.js';
 
 interface TokenAnswer {
   name: string;
@@ -22,8 +22,6 @@ interface EventAnswer {
   subject: string;
   message: string;
 }
-
-const iso = (ms: number | null) => (ms === null ? '' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
 function tokenCommands(program: Command): void {
   const token = program.command('token').description('API tokens (admin or read-only)');
@@ -41,7 +39,7 @@ function tokenCommands(program: Command): void {
     .action(async (_options: unknown, command: Command) => {
       const ctx = context(command);
       const list = await ctx.client.get<TokenAnswer[]>('/api/v1/tokens');
-      print(ctx, list, () => table(list.map((t) => ({ name: t.name, role: t.role, created: iso(t.createdMs) })), ['name', 'role', 'created']));
+      print(ctx, list, () => table(list.map((t) => ({ name: t.name, role: t.role, created: isoTime(t.createdMs) })), ['name', 'role', 'created']));
     });
   token
     .command('revoke <name>')
@@ -67,7 +65,7 @@ function taskCommands(program: Command): void {
       const list = await ctx.client.get<(TaskAnswer & { createdMs: number })[]>('/api/v1/tasks');
       print(ctx, list, () =>
         table(
-          list.map((t) => ({ id: t.id, kind: t.kind, subject: t.subject, state: t.state, percent: `${t.percent}%`, started: iso(t.createdMs), error: t.error?.code ?? '' })),
+          list.map((t) => ({ id: t.id, kind: t.kind, subject: t.subject, state: t.state, percent: `${t.percent}%`, started: isoTime(t.createdMs), error: t.error?.code ?? '' })),
           ['id', 'kind', 'subject', 'state', 'percent', 'started', 'error'],
         ),
       );
@@ -91,7 +89,7 @@ function taskCommands(program: Command): void {
 }
 
 function eventLine(event: EventAnswer): string {
-  return `${iso(event.timeMs)} ${event.severity.padEnd(7)} ${event.kind} ${event.subject}: ${event.message}`;
+  return `${isoTime(event.timeMs)} ${event.severity.padEnd(7)} ${event.kind} ${event.subject}: ${event.message}`;
 }
 
 async function followEvents(url: string, token: string | undefined, after: number, json: boolean): Promise<void> {

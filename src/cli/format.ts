@@ -14,3 +14,8 @@ export function bytes(value: number): string {
 export function ratio(value: number): string {
   return `${value.toFixed(2)}x`;
 }
+
+/** A time as ISO 8601 to the second ('' for none). */
+export function isoTime(ms: number | null): string {
+  return ms === null ? '' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+}

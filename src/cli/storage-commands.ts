@@ -9,7 +9,7 @@ import type { CheckReport, PoolStats, ReclaimReport, SnapshotStats, VolumeInfo }
 import { segment, type TaskAnswer } from './api-client.js';
 import { context, print, sizeArgument, snapshotRef, waitForTask, type CommandContext } from './context.js';
 import { exitCodes } from './exit-codes.js';
-import { bytes, ratio, table } from './format.js';
+import { bytes, isoTime, ratio, table } from './format.js';
 
 type PoolAnswer = PoolStats & { name: string; capacityBytes: number; availableBytes: number; usageFraction: number; overcommitRatio: number };
 type VolumeAnswer = VolumeInfo & { pool: string };
@@ -21,8 +21,6 @@ type VolumeDetail = VolumeAnswer & {
   snapshotList: SnapshotStats[];
   clones: string[];
 };
-
-const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 function poolLines(pool: PoolAnswer): string {
   return [
@@ -136,7 +134,7 @@ function checkCommand(program: Command): void {
 }
 
 function volumeRow(v: VolumeAnswer) {
-  return { name: v.name, pool: v.pool, size: bytes(v.sizeBytes), snapshots: v.snapshots, parent: v.parent ? `${v.parent.volume}@${v.parent.snapshot}` : '', created: iso(v.createdMs) };
+  return { name: v.name, pool: v.pool, size: bytes(v.sizeBytes), snapshots: v.snapshots, parent: v.parent ? `${v.parent.volume}@${v.parent.snapshot}` : '', created: isoTime(v.createdMs) };
 }
 
 function volumeDetailText(v: VolumeDetail): string {
@@ -147,7 +145,7 @@ function volumeDetailText(v: VolumeDetail): string {
     v.snapshotList.length === 0
       ? '  no snapshots'
       : table(
-          v.snapshotList.map((s) => ({ snapshot: s.name, size: bytes(s.sizeBytes), created: iso(s.createdMs), 'frees-if-deleted': bytes(s.reclaimableBytes) })),
+          v.snapshotList.map((s) => ({ snapshot: s.name, size: bytes(s.sizeBytes), created: isoTime(s.createdMs), 'frees-if-deleted': bytes(s.reclaimableBytes) })),
           ['snapshot', 'size', 'created', 'frees-if-deleted'],
         ),
   ].join('\n');
@@ -281,7 +279,7 @@ function snapshotCommands(program: Command): void {
       const list = await ctx.client.get<SnapshotStats[]>(`/api/v1/volumes/${segment(volume)}/snapshots`);
       print(ctx, list, () =>
         table(
-          list.map((s) => ({ name: s.name, size: bytes(s.sizeBytes), created: iso(s.createdMs), 'frees-if-deleted': bytes(s.reclaimableBytes) })),
+          list.map((s) => ({ name: s.name, size: bytes(s.sizeBytes), created: isoTime(s.createdMs), 'frees-if-deleted': bytes(s.reclaimableBytes) })),
           ['name', 'size', 'created', 'frees-if-deleted'],
         ),
       );

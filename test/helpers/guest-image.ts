@@ -8,6 +8,35 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hasTool } from './tools.js';
+
+/**
+ * The start of every test guest's /init: busybox applets, /proc, /sys and /dev, the
+ * virtio modules, then a wait (up to 10 s) for the first disk.
+ */
+export const guestInitPreamble = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for module in $(cat /modules.order); do insmod /lib/modules/$module; done
+tries=0
+while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+`;
+
+/**
+ * True when QEMU, the cloud kernel, static busybox and the extra tools are here; says
+ * loudly what is missing otherwise (and fails under STRATA_REQUIRE_TOOLS=1).
+ */
+export function haveGuestTools(extra: readonly (readonly [command: string, debianPackage: string])[] = []): boolean {
+  const tools = [['qemu-system-x86_64', 'qemu-system-x86'] as const, ...extra].every(([command, debianPackage]) => hasTool(command, debianPackage));
+  const ready =
+    tools &&
+    (findCloudKernel() !== null || (console.warn('SKIPPED: no cloud kernel in /boot (Debian package: linux-image-cloud-amd64)'), false)) &&
+    (haveStaticBusybox() || (console.warn('SKIPPED: /bin/busybox is not static (Debian package: busybox-static)'), false));
+  if (!ready && process.env.STRATA_REQUIRE_TOOLS === '1') throw new Error('the VM tests cannot run: see the SKIPPED lines above');
+  return ready;
+}
 
 export interface GuestKernel {
   readonly kernel: string;

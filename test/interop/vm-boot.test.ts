@@ -9,29 +9,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MiB } from '../../src/common/units.js';
-import { hasTool, runOk } from '../helpers/tools.js';
+import { runOk } from '../helpers/tools.js';
 import { startNbd, type NbdFixture } from '../helpers/nbd-fixture.js';
-import { buildInitramfs, findCloudKernel, haveStaticBusybox } from '../helpers/guest-image.js';
+import { buildInitramfs, findCloudKernel, guestInitPreamble, haveGuestTools } from '../helpers/guest-image.js';
 
 const kernel = findCloudKernel();
-const haveVmTools =
-  hasTool('qemu-system-x86_64', 'qemu-system-x86') &&
-  hasTool('qemu-img', 'qemu-utils') &&
-  hasTool('mkfs.ext4', 'e2fsprogs') &&
-  hasTool('debugfs', 'e2fsprogs') &&
-  (kernel !== null || (console.warn('SKIPPED: no cloud kernel in /boot (Debian package: linux-image-cloud-amd64)'), false)) &&
-  (haveStaticBusybox() || (console.warn('SKIPPED: /bin/busybox is not static (Debian package: busybox-static)'), false));
-if (!haveVmTools && process.env.STRATA_REQUIRE_TOOLS === '1') throw new Error('the VM test cannot run: see the SKIPPED lines above');
+const haveVmTools = haveGuestTools([['qemu-img', 'qemu-utils'], ['mkfs.ext4', 'e2fsprogs'], ['debugfs', 'e2fsprogs']]);
 
-const initScript = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for module in $(cat /modules.order); do insmod /lib/modules/$module; done
-tries=0
-while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
-if mount -t ext4 /dev/vda /mnt; then
+const initScript = `${guestInitPreamble}if mount -t ext4 /dev/vda /mnt; then
   echo "STRATA-GUEST mounted"
   echo "STRATA-GUEST host says: $(cat /mnt/host.txt)"
   echo "written by the guest on $(uname -r)" > /mnt/guest.txt

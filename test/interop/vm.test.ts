@@ -20,28 +20,15 @@ import { silentLogger } from '../../src/common/log.js';
 import { MiB } from '../../src/common/units.js';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/index.js';
 import type { VmDefinition } from '../../src/vm/index.js';
-import { buildInitramfs, findCloudKernel, haveStaticBusybox } from '../helpers/guest-image.js';
+import { buildInitramfs, findCloudKernel, guestInitPreamble, haveGuestTools } from '../helpers/guest-image.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-pool.js';
-import { hasTool, runOk } from '../helpers/tools.js';
+import { runOk } from '../helpers/tools.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kernel = findCloudKernel();
-const haveVmTools =
-  hasTool('qemu-system-x86_64', 'qemu-system-x86') &&
-  hasTool('mkfs.ext4', 'e2fsprogs') &&
-  (kernel !== null || (console.warn('SKIPPED: no cloud kernel in /boot (Debian package: linux-image-cloud-amd64)'), false)) &&
-  (haveStaticBusybox() || (console.warn('SKIPPED: /bin/busybox is not static (Debian package: busybox-static)'), false));
-if (!haveVmTools && process.env.STRATA_REQUIRE_TOOLS === '1') throw new Error('the VM tests cannot run: see the SKIPPED lines above');
+const haveVmTools = haveGuestTools([['mkfs.ext4', 'e2fsprogs']]);
 
-const initScript = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for module in $(cat /modules.order); do insmod /lib/modules/$module; done
-tries=0
-while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
-echo "STRATA-BOOT"
+const initScript = `${guestInitPreamble}echo "STRATA-BOOT"
 if grep -q strata.mode=cidata /proc/cmdline; then
   while [ ! -b /dev/vdb1 ]; do sleep 0.1; done
   dd if=/dev/vdb1 bs=512 count=1 2>/dev/null | grep -qi cidata && echo "STRATA-CIDATA label"
