@@ -1,7 +1,7 @@
 /*
  * The console's entry point: the login, the navigation and the router. Pages live in
- * the URL hash (#/dashboard, #/volumes, #/volumes/NAME, #/exports, #/tasks, #/events),
- * so reload and back work. A page module exports mount(root, param) → {onEvent?,
+ * the URL hash (#/dashboard, #/volumes, #/volumes/NAME, #/vms, #/vms/NAME[/TAB],
+ * #/exports, #/tasks, #/events), so reload and back work. A page module exports mount(root, param) → {onEvent?,
  * dispose?}; the app hands each live event to the mounted page, which refreshes what
  * the event touches.
  *
@@ -17,12 +17,15 @@ import { feed } from './feed.js';
 import { io } from './io.js';
 import * as tasksPage from './tasks.js';
 import { clearError, h, showError } from './ui.js';
+import * as vmPage from './vm.js';
+import * as vmsPage from './vms.js';
 import * as volumePage from './volume.js';
 import * as volumesPage from './volumes.js';
 
 const pages = {
   dashboard: { title: 'Dashboard', mount: dashboard.mount },
   volumes: { title: 'Volumes', mount: volumesPage.mount },
+  vms: { title: 'VMs', mount: vmsPage.mount },
   exports: { title: 'Exports', mount: exportsPage.mount },
   tasks: { title: 'Tasks', mount: tasksPage.mount },
   events: { title: 'Events', mount: eventsPage.mount },
@@ -48,6 +51,11 @@ function unmount() {
 function route() {
   const [, section = 'dashboard', ...rest] = location.hash.replace(/^#/, '').split('/');
   if (section === 'volumes' && rest.length > 0) return { key: 'volumes', title: decodeURIComponent(rest.join('/')), mount: (root) => volumePage.mount(root, decodeURIComponent(rest.join('/'))) };
+  // VM names hold no "/" (naming rules): #/vms/NAME/TAB.
+  if (section === 'vms' && rest.length > 0 && rest[0]) {
+    const name = decodeURIComponent(rest[0]);
+    return { key: 'vms', title: name, mount: (root) => vmPage.mount(root, name, rest[1]) };
+  }
   const page = pages[section];
   return page ? { key: section, ...page } : null;
 }

@@ -80,18 +80,25 @@ export async function action(control, what, work) {
 }
 
 /**
- * A modal dialog: a message, optional text fields ({name, label, value}) and
- * Cancel / confirm. Resolves to the field values ({} without fields), or null if cancelled.
+ * A modal dialog: a message, optional fields and Cancel / confirm. A field is text
+ * ({name, label, value}) or a checkbox ({name, label, type: 'checkbox', checked}).
+ * Resolves to the field values (trimmed text, or true/false for a checkbox; {} without
+ * fields), or null if cancelled.
  */
 export function ask({ title, message, fields = [], confirm = 'OK', danger = false }) {
   return new Promise((resolve) => {
-    const inputs = fields.map((field) => h('input', { name: field.name, value: field.value ?? '', required: true, autocomplete: 'off', 'data-test': `dialog-${field.name}` }));
+    const inputs = fields.map((field) =>
+      field.type === 'checkbox'
+        ? h('input', { type: 'checkbox', name: field.name, checked: Boolean(field.checked), 'data-test': `dialog-${field.name}` })
+        : h('input', { name: field.name, value: field.value ?? '', required: true, autocomplete: 'off', 'data-test': `dialog-${field.name}` }),
+    );
+    const textInputs = inputs.filter((input) => input.type !== 'checkbox');
     const form = h(
       'form',
       { method: 'dialog' },
       h('h2', { id: 'dialog-title' }, title),
       message ? h('p', {}, message) : null,
-      fields.map((field, index) => h('label', {}, field.label, inputs[index])),
+      fields.map((field, index) => (field.type === 'checkbox' ? h('label', { class: 'check' }, inputs[index], field.label) : h('label', {}, field.label, inputs[index]))),
       h(
         'div',
         { class: 'buttons' },
@@ -102,13 +109,13 @@ export function ask({ title, message, fields = [], confirm = 'OK', danger = fals
     );
     const dialog = h('dialog', { 'aria-labelledby': 'dialog-title', 'data-test': 'dialog' }, form);
     dialog.addEventListener('close', () => {
-      const values = Object.fromEntries(fields.map((field, index) => [field.name, inputs[index].value.trim()]));
+      const values = Object.fromEntries(fields.map((field, index) => [field.name, field.type === 'checkbox' ? inputs[index].checked : inputs[index].value.trim()]));
       dialog.remove();
       resolve(dialog.returnValue === 'ok' ? values : null);
     });
     document.body.append(dialog);
     dialog.showModal();
-    (inputs[0] ?? form.querySelector('[value=ok]')).focus();
+    (textInputs[0] ?? form.querySelector('[value=ok]')).focus();
   });
 }
 

@@ -73,24 +73,26 @@ function routeInput(request: FastifyRequest, spec: RouteSpec<ApiServices>, servi
   };
 }
 
-const websocketInputs = new WeakMap<FastifyRequest, RouteInput<unknown, unknown, unknown>>();
+/** WebSocket close codes for refusals: 4000 + the HTTP status the error would have had. */
+function refusalCode(error: StrataError): number {
+  return 4000 + httpStatusFor(error);
+}
 
 function registerWebsocket(app: FastifyInstance, spec: RouteSpec<ApiServices>, services: ApiServices): void {
   app.route({
     method: 'GET',
     url: spec.path,
-    // Checked before the upgrade, so a refusal is an ordinary JSON error answer.
-    preValidation: async (request) => {
-      websocketInputs.set(request, routeInput(request, spec, services));
-    },
     handler: async () => {
       throw new StrataError('STRATA_E_INVALID_ARGUMENT', `${spec.path} is a WebSocket: connect with an Upgrade request`);
     },
+    // Checked after the upgrade, so that a browser learns why it was refused: the socket
+    // closes with 4000 + the HTTP status and "CODE: message" as the reason.
     wsHandler: (socket, request) => {
       try {
-        spec.websocket!(socket, services, websocketInputs.get(request)!);
+        spec.websocket!(socket, services, routeInput(request, spec, services));
       } catch (error) {
-        socket.close(1011, (isStrataError(error) ? `${error.code}: ${error.message}` : String(error)).slice(0, 120));
+        const strata = isStrataError(error) ? error : new StrataError('STRATA_E_IO', String(error));
+        socket.close(refusalCode(strata), Buffer.from(`${strata.code}: ${strata.message}`).subarray(0, 123).toString());
       }
     },
   });

@@ -2,8 +2,9 @@
  * The VM routes of /api/v1: definitions, lifecycle, VM snapshots, clones, and the
  * consoles. The serial console is a WebSocket carrying the guest's bytes both ways (the
  * recent output first); VNC is a WebSocket proxied byte for byte to QEMU's VNC socket,
- * for noVNC in the web console. Browsers cannot set headers on a WebSocket, so these two
- * routes also take the token as `?access_token=`.
+ * for noVNC in the web console. Both close when the VM's run ends. Browsers cannot set
+ * headers on a WebSocket, so these two routes also take the token as `?access_token=`;
+ * a refusal closes the socket with 4000 + the HTTP status and "CODE: message".
  */
 import * as net from 'node:net';
 import type { WebSocket } from 'ws';
@@ -36,7 +37,10 @@ function definitionFrom(body: typeof schema.createVmBody._output): VmDefinition 
 function serialSocket(services: ApiServices, name: string, socket: WebSocket): void {
   const serial = vms(services).console(name);
   socket.send(serial.recent());
-  const stop = serial.watch((data) => socket.send(data));
+  const stop = serial.watch(
+    (data) => socket.send(data),
+    () => socket.close(1000, 'the VM stopped'),
+  );
   socket.on('message', (data: Buffer) => serial.input(Buffer.from(data)));
   socket.on('close', stop);
 }

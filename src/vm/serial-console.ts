@@ -13,6 +13,7 @@ export class SerialConsole {
   private socket: net.Socket | null = null;
   private backlog: Buffer;
   private readonly viewers = new Set<(data: Buffer) => void>();
+  private readonly endings = new Set<() => void>();
 
   constructor(
     private readonly socketPath: string,
@@ -51,10 +52,17 @@ export class SerialConsole {
     return this.backlog;
   }
 
-  /** Adds a viewer of new output; returns the function that removes it. */
-  watch(viewer: (data: Buffer) => void): () => void {
+  /**
+   * Adds a viewer of new output, told by `ended` when this run of the VM is over (QEMU
+   * exited or the daemon let go); returns the function that removes it.
+   */
+  watch(viewer: (data: Buffer) => void, ended?: () => void): () => void {
     this.viewers.add(viewer);
-    return () => this.viewers.delete(viewer);
+    if (ended) this.endings.add(ended);
+    return () => {
+      this.viewers.delete(viewer);
+      if (ended) this.endings.delete(ended);
+    };
   }
 
   /** Sends keystrokes to the guest; dropped when QEMU's socket is not connected. */
@@ -82,6 +90,9 @@ export class SerialConsole {
     this.socket?.destroy();
     this.socket = null;
     this.viewers.clear();
+    const endings = [...this.endings];
+    this.endings.clear();
+    for (const ended of endings) ended();
   }
 }
 

@@ -47,8 +47,9 @@ describe.runIf(haveChromium)('web console in chromium', () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    fs.rmSync(artifacts, { recursive: true, force: true });
+    // Only this file's screenshots: vm-console.test.ts (vm-*.png) may be running beside it.
     fs.mkdirSync(artifacts, { recursive: true });
+    for (const file of fs.readdirSync(artifacts)) if (!file.startsWith('vm-')) fs.rmSync(path.join(artifacts, file), { recursive: true, force: true });
     dir = makeTempDir();
     daemon = await startDaemon({ dataDir: dir, nbd: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, nbdSocket: null, tls: null, allow: [], logger: silentLogger, compactIntervalMs: 0 });
     base = `http://127.0.0.1:${daemon.httpAddress!.port}`;

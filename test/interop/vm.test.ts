@@ -118,11 +118,16 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
       socket.once('message', (data: Buffer) => resolve(data.toString('utf8')));
       socket.once('error', reject);
     });
-    socket.close();
     expect(first).toContain('STRATA-BOOT');
+    const refused = new WebSocket(`ws://127.0.0.1:${daemon.httpAddress!.port}/api/v1/vms/boot/console?access_token=strata_wrong`);
+    const refusal = await new Promise<{ code: number; reason: string }>((resolve) => refused.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    expect(refusal.code).toBe(4401);
+    expect(refusal.reason).toMatch(/^STRATA_E_UNAUTHORIZED: /);
     expect((await daemon.vms.pause('boot')).state).toBe('paused');
     expect((await daemon.vms.resume('boot')).state).toBe('running');
+    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
     expect((await daemon.vms.stop('boot', { timeoutMs: 500 })).state).toBe('stopped');
+    expect(await closed).toBe(1000);
     expect(daemon.vms.get('boot').pid).toBeNull();
   });
 
