@@ -13,8 +13,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { consoleArtifacts, openBrowserPage, pageSteps } from '../helpers/browser-page.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/common/log.js';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/index.js';
@@ -22,7 +22,7 @@ import { makeTempDir, removeTempDir } from '../helpers/temp-pool.js';
 import { hasTool, runOk } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
-const artifacts = fileURLToPath(new URL('../../test-artifacts/console/', import.meta.url));
+const artifacts = consoleArtifacts;
 const haveChromium = hasTool('chromium', 'chromium');
 // Without these the browser test still runs; the NBD-write and import steps are skipped (loudly).
 const haveQemuIo = haveChromium && hasTool('qemu-io', 'qemu-utils');
@@ -43,7 +43,6 @@ describe.runIf(haveChromium)('web console in chromium', () => {
   let base = '';
   let admin = '';
   let nbd = '';
-  let shots = 0;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
@@ -55,10 +54,7 @@ describe.runIf(haveChromium)('web console in chromium', () => {
     base = `http://127.0.0.1:${daemon.httpAddress!.port}`;
     nbd = `nbd://127.0.0.1:${daemon.nbdAddress!.port}`;
     admin = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu'] });
-    page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
-    page.setDefaultTimeout(20_000);
-    page.on('pageerror', (error) => pageErrors.push(error.message));
+    ({ browser, page } = await openBrowserPage({ width: 1366, height: 900 }, pageErrors));
   });
 
   afterAll(async () => {
@@ -73,32 +69,9 @@ describe.runIf(haveChromium)('web console in chromium', () => {
     }
   });
 
-  /** Runs one step and screenshots the page after it (or as it failed). */
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    shots += 1;
-    const file = path.join(artifacts, `${String(shots).padStart(2, '0')}-${name}`);
-    try {
-      await body();
-    } catch (error) {
-      await page.screenshot({ path: `${file}-FAILED.png`, fullPage: true }).catch(() => undefined);
-      throw error;
-    }
-    await page.screenshot({ path: `${file}.png`, fullPage: true });
-  }
-
-  const byTest = (test: string, extra = '') => page.locator(`[data-test="${test}"]${extra}`);
+  const { step, byTest, seeAlert, seeNotice } = pageSteps(() => page, '');
   const volumeRow = (name: string) => byTest('volume-row', `[data-volume="${name}"]`);
   const snapshotItem = (name: string) => byTest('snapshot', `[data-snapshot="${name}"]`);
-
-  async function seeAlert(text: string | RegExp): Promise<string> {
-    const alert = page.getByRole('alert').filter({ hasText: text });
-    await alert.waitFor();
-    return (await alert.textContent()) ?? '';
-  }
-
-  async function seeNotice(text: string | RegExp): Promise<void> {
-    await page.getByRole('status').filter({ hasText: text }).waitFor();
-  }
 
   /** Waits until the figure's data-value is at least `min`; returns it. */
   async function figureAtLeast(test: string, min: number): Promise<number> {

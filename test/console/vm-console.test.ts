@@ -17,8 +17,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { consoleArtifacts, openBrowserPage, pageSteps } from '../helpers/browser-page.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/common/log.js';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/index.js';
@@ -27,7 +27,7 @@ import { makeTempDir, removeTempDir } from '../helpers/temp-pool.js';
 import { hasTool } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
-const artifacts = fileURLToPath(new URL('../../test-artifacts/console/', import.meta.url));
+const artifacts = consoleArtifacts;
 const haveChromium = hasTool('chromium', 'chromium');
 // Says loudly what is missing (QEMU, the cloud kernel, static busybox).
 const haveGuest = haveChromium && haveGuestTools();
@@ -52,7 +52,6 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
   let page: Page;
   let base = '';
   let admin = '';
-  let shots = 0;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
@@ -64,10 +63,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
     daemon = await startDaemon({ dataDir: path.join(dir, 'data'), nbd: null, http: { host: '127.0.0.1', port: 0 }, nbdSocket: null, tls: null, allow: [], logger: silentLogger, compactIntervalMs: 0 });
     base = `http://127.0.0.1:${daemon.httpAddress!.port}`;
     admin = fs.readFileSync(path.join(dir, 'data', 'admin.token'), 'utf8').trim();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu'] });
-    page = await browser.newPage({ viewport: { width: 1366, height: 1000 } });
-    page.setDefaultTimeout(20_000);
-    page.on('pageerror', (error) => pageErrors.push(error.message));
+    ({ browser, page } = await openBrowserPage({ width: 1366, height: 1000 }, pageErrors));
   });
 
   afterAll(async () => {
@@ -88,36 +84,13 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
     }
   });
 
-  /** Runs one step and screenshots the page after it (or as it failed). */
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    shots += 1;
-    const file = path.join(artifacts, `vm-${String(shots).padStart(2, '0')}-${name}`);
-    try {
-      await body();
-    } catch (error) {
-      await page.screenshot({ path: `${file}-FAILED.png`, fullPage: true }).catch(() => undefined);
-      throw error;
-    }
-    await page.screenshot({ path: `${file}.png`, fullPage: true });
-  }
-
-  const byTest = (test: string, extra = '') => page.locator(`[data-test="${test}"]${extra}`);
+  const { step, byTest, seeAlert, seeNotice } = pageSteps(() => page, 'vm-');
   const vmRow = (name: string) => byTest('vm-row', `[data-vm="${name}"]`);
   const snapshotRow = (name: string) => byTest('vm-snapshot', `[data-snapshot="${name}"]`);
   const terminalText = (text: string) => byTest('serial-terminal').locator('.xterm-rows').filter({ hasText: text });
 
   async function api(method: string, route: string, body?: unknown): Promise<Response> {
     return fetch(`${base}${route}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
-  }
-
-  async function seeAlert(text: string | RegExp): Promise<string> {
-    const alert = page.getByRole('alert').filter({ hasText: text });
-    await alert.waitFor();
-    return (await alert.textContent()) ?? '';
-  }
-
-  async function seeNotice(text: string | RegExp, timeout?: number): Promise<void> {
-    await page.getByRole('status').filter({ hasText: text }).waitFor({ timeout });
   }
 
   it('defines, starts and uses a VM: serial console, VNC, snapshots, stop, restore, clone, errors', { timeout: 600_000 }, async () => {
