@@ -2,8 +2,9 @@
  * api: the control plane's HTTP side — the REST API under /api/v1 (OpenAPI document at
  * /api/v1/openapi.json generated from the same zod schemas that validate requests),
  * bearer tokens, tasks for long operations, events and alerts, Prometheus metrics, and
- * the web console's static files. May import engine and common; must not import nbd,
- * vm, cli or daemon (the daemon hands it what it needs of them through ApiServices).
+ * the web console's static files. May import engine, vm (its public index) and common;
+ * must not import nbd, cli or daemon (the daemon hands it what it needs of NBD through
+ * ApiServices).
  */
 export { buildApiServer, allRoutes, apiDocument } from './server.js';
 export type { ApiServerOptions } from './server.js';

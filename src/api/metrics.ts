@@ -35,6 +35,10 @@ export class Metrics {
   private readonly operations: Counter<'volume' | 'op'>;
   private readonly bytes: Counter<'volume' | 'op'>;
   private readonly latency: Histogram<'volume' | 'op'>;
+  private readonly seriesByKey = new Map<
+    string,
+    { operations: ReturnType<Counter<'volume' | 'op'>['labels']>; bytes: ReturnType<Counter<'volume' | 'op'>['labels']>; latency: ReturnType<Histogram<'volume' | 'op'>['labels']> }
+  >();
   private readonly totals = new Map<string, { readOps: number; writeOps: number; otherOps: number; readBytes: number; writeBytes: number }>();
 
   constructor(pools: () => Promise<PoolSummary[]>, vms?: () => Promise<VmUsageSample[]>) {
@@ -140,10 +144,23 @@ export class Metrics {
     }
   }
 
+  /** The labelled series of one volume and operation, looked up once (observe is on the I/O path). */
+  private series(volume: string, op: IoOperation) {
+    const key = `${op}\0${volume}`;
+    let series = this.seriesByKey.get(key);
+    if (!series) {
+      const labels = { volume, op };
+      series = { operations: this.operations.labels(labels), bytes: this.bytes.labels(labels), latency: this.latency.labels(labels) };
+      this.seriesByKey.set(key, series);
+    }
+    return series;
+  }
+
   observe(volume: string, op: IoOperation, bytes: number, seconds: number): void {
-    this.operations.inc({ volume, op });
-    if (bytes > 0) this.bytes.inc({ volume, op }, bytes);
-    this.latency.observe({ volume, op }, seconds);
+    const series = this.series(volume, op);
+    series.operations.inc();
+    if (bytes > 0) series.bytes.inc(bytes);
+    series.latency.observe(seconds);
     let totals = this.totals.get(volume);
     if (!totals) {
       totals = { readOps: 0, writeOps: 0, otherOps: 0, readBytes: 0, writeBytes: 0 };
