@@ -213,6 +213,7 @@ export function instrumentDevice(device: BlockDevice, volume: string, metrics: M
       return device.readOnly;
     },
     read: (offset, length) => timed('read', length, () => device.read(offset, length)),
+    readPieces: (offset, length) => timed('read', length, () => device.readPieces(offset, length)),
     write: (offset, data, options) => timed('write', data.length, () => device.write(offset, data, options)),
     trim: (offset, length, options) => timed('trim', 0, () => device.trim(offset, length, options)),
     writeZeroes: (offset, length, options) => timed('zero', 0, () => device.writeZeroes(offset, length, options)),

@@ -54,6 +54,11 @@ export const limits = {
   /** Chunk locations the metadata store keeps in memory for reads. */
   metaLocationCacheEntries: 65536,
   /**
+   * Extent groups (64 blocks each) the metadata store keeps decoded for reads: 16384
+   * cover 4 GiB of a volume at 4 KiB blocks, in about 16 MiB.
+   */
+  metaGroupCacheEntries: 16384,
+  /**
    * The metadata store's bitmap of hash-prefix buckets that hold chunks (2^27 bits =
    * 16 MiB): a dedup look-up of a new block's hash skips the query when its bucket is empty.
    */

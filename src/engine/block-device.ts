@@ -33,12 +33,21 @@ export interface ZeroOptions extends WriteOptions {
   readonly allocate?: boolean;
 }
 
+/**
+ * One piece of a read, in order: bytes, or a number that many zero bytes stand for.
+ * Byte pieces may be views of memory the engine shares (its frame cache): nothing
+ * changes them, and callers must not change them either; copy what is kept long.
+ */
+export type ReadPiece = Buffer | number;
+
 export interface BlockDevice {
   readonly name: string;
   readonly sizeBytes: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /** The bytes read() returns, as pieces, without copying them into one buffer. */
+  readPieces(offset: number, length: number): Promise<ReadPiece[]>;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   /** Deallocates the range; it reads back as zeros. */
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;

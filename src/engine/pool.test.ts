@@ -147,6 +147,27 @@ describe('block device', () => {
     expect((await again.read(0, model.length)).equals(model)).toBe(true);
   });
 
+  it('reads as pieces: views of stored blocks merged per frame, and zero runs as lengths', async () => {
+    const pool = await newPool();
+    await pool.createVolume('v', 256 * KiB);
+    const disk = pool.openVolume('v');
+    await disk.write(0, randomBytes(32 * KiB, 1));
+    await disk.writeZeroes(32 * KiB, 16 * KiB, { allocate: true });
+    await disk.write(96 * KiB, randomBytes(8 * KiB, 2));
+    const readBoth = async (offset: number, length: number) => {
+      const pieces = await disk.readPieces(offset, length);
+      const joined = Buffer.concat(pieces.map((piece) => (typeof piece === 'number' ? Buffer.alloc(piece) : piece)));
+      expect(joined.equals(await disk.read(offset, length))).toBe(true);
+      return pieces.map((piece) => (typeof piece === 'number' ? piece : `${piece.length} bytes`));
+    };
+    // Buffered blocks come as copies, one per block; stored ones as views of their frame.
+    expect((await readBoth(1, 128 * KiB)).filter((piece) => typeof piece === 'number')).toEqual([64 * KiB, 24 * KiB + 1]);
+    await disk.flush();
+    expect(await readBoth(1, 128 * KiB)).toEqual([`${32 * KiB - 1} bytes`, 64 * KiB, `${8 * KiB} bytes`, 24 * KiB + 1]);
+    expect(await readBoth(200 * KiB, 0)).toEqual([]);
+    expect(await readBoth(200 * KiB, 3)).toEqual([3]);
+  });
+
   it('rejects out-of-range and malformed requests without changing anything', async () => {
     const pool = await newPool();
     await pool.createVolume('v', 64 * KiB);

@@ -10,7 +10,7 @@
 import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { ZERO_CHUNK, type ChunkLocation, type MappedExtent, type VolumeRecord } from '../meta/index.js';
-import type { BlockDevice, BlockExtent, ExtentType, WriteOptions, ZeroOptions } from './block-device.js';
+import type { BlockDevice, BlockExtent, ExtentType, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
 import { resolveBlocks } from './extent-reader.js';
 import { storedRaw, type PoolContext, type VolumeState } from './pool-context.js';
 import { backpressure, flushPool } from './writeback.js';
@@ -38,17 +38,23 @@ function checkRange(device: BlockDevice, offset: number, length: number, lengthM
   }
 }
 
-/** Copies the verified bytes of resolved blocks into `out` (which starts zero-filled). */
-async function fillFromStore(
-  ctx: PoolContext,
-  rows: (MappedExtent | null)[],
-  firstBlock: number,
-  offset: number,
-  out: Buffer,
-  filled: Uint8Array,
-): Promise<void> {
+/**
+ * Puts the verified bytes of resolved blocks into `sources` (index i for block
+ * firstBlock + i): views of cached frames, or blocks read alone.
+ */
+async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[], sources: (Buffer | null)[]): Promise<void> {
+  // Blocks of cached frames first (the common case): no further work for them.
+  const missing: number[] = [];
+  for (let index = 0; index < rows.length; index += 1) {
+    const location = rows[index]?.location;
+    if (location == null) continue;
+    const cached = ctx.cachedChunk(location);
+    if (cached === undefined) missing.push(index);
+    else sources[index] = cached;
+  }
+  if (missing.length === 0) return;
   const size = ctx.blockSize;
-  const locations = rows.flatMap((row) => (row === null || row.location === null ? [] : [row.location]));
+  const locations = missing.map((index) => rows[index]?.location as ChunkLocation);
   // Frames the read wants most of are read (and checked) whole, several at once on the
   // read worker; of an uncompressed frame it wants little of, blocks are read alone.
   const wanted = new Map<number, number>();
@@ -56,37 +62,49 @@ async function fillFromStore(
   const alone = (location: ChunkLocation) => storedRaw(location, size) && (wanted.get(location.frameId) as number) * readAloneFraction < location.frameChunks;
   const whole = locations.filter((location) => !alone(location));
   if (whole.length > 1 && whole[0].frameId !== whole[whole.length - 1].frameId) await ctx.loadFrames(whole);
-  for (let index = 0; index < rows.length; index += 1) {
-    const row = rows[index];
-    if (row === null || row.location === null) continue;
-    const block = firstBlock + index;
-    const data = ctx.cachedChunk(row.location) ?? (await ctx.readChunk(row.location, alone(row.location)));
-    copyBlockPart(data, block * size, offset, out);
-    filled[index] = 1;
+  for (let at = 0; at < missing.length; at += 1) {
+    const location = locations[at];
+    sources[missing[at]] = ctx.cachedChunk(location) ?? (await ctx.readChunk(location, alone(location)));
   }
 }
 
-/** Zeroes the parts of `out` that belong to blocks no data was copied for. */
-function zeroUnfilled(out: Buffer, filled: Uint8Array, firstBlock: number, offset: number, size: number): void {
-  for (let index = 0; index < filled.length; ) {
-    if (filled[index] === 1) {
-      index += 1;
+/**
+ * The pieces of [offset, offset + length) given each block's bytes (null: zeros).
+ * Neighbouring views of one frame merge into one piece, as do neighbouring zeros.
+ */
+function toPieces(sources: readonly (Buffer | null)[], firstBlock: number, offset: number, length: number, size: number): ReadPiece[] {
+  const pieces: ReadPiece[] = [];
+  const end = offset + length;
+  let run: Buffer | null = null;
+  let runLength = 0;
+  const endRun = () => {
+    if (run !== null) pieces.push(runLength === run.length ? run : Buffer.from(run.buffer, run.byteOffset, runLength));
+    run = null;
+  };
+  for (let index = 0; index < sources.length; index += 1) {
+    const blockStart = (firstBlock + index) * size;
+    const from = Math.max(offset, blockStart) - blockStart;
+    const to = Math.min(end, blockStart + size) - blockStart;
+    const source = sources[index];
+    if (source === null) {
+      endRun();
+      const last = pieces.length - 1;
+      if (last >= 0 && typeof pieces[last] === 'number') pieces[last] = (pieces[last] as number) + (to - from);
+      else pieces.push(to - from);
       continue;
     }
-    let end = index + 1;
-    while (end < filled.length && filled[end] === 0) end += 1;
-    const from = Math.max(0, (firstBlock + index) * size - offset);
-    const to = Math.min(out.length, (firstBlock + end) * size - offset);
-    out.fill(0, from, to);
-    index = end;
+    const view = from === 0 && to === source.length ? source : source.subarray(from, to);
+    const current = run as Buffer | null;
+    if (current !== null && current.buffer === view.buffer && current.byteOffset + runLength === view.byteOffset) {
+      runLength += view.length;
+    } else {
+      endRun();
+      run = view;
+      runLength = view.length;
+    }
   }
-}
-
-/** Copies the part of a block (starting at byte `blockStart`) that overlaps the output. */
-function copyBlockPart(data: Buffer, blockStart: number, offset: number, out: Buffer): void {
-  const from = Math.max(offset, blockStart);
-  const to = Math.min(offset + out.length, blockStart + data.length);
-  if (to > from) data.copy(out, from - offset, from - blockStart, to - blockStart);
+  endRun();
+  return pieces;
 }
 
 /** A copy of a block in memory of its own (not zero-filled first, unlike Buffer.from). */
@@ -137,31 +155,43 @@ abstract class BaseHandle implements BlockDevice {
   protected abstract checkLive(): void;
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const pieces = await this.readPieces(offset, length);
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (const piece of pieces) {
+      if (typeof piece === 'number') out.fill(0, at, at + piece);
+      else piece.copy(out, at);
+      at += typeof piece === 'number' ? piece : piece.length;
+    }
+    return out;
+  }
+
+  async readPieces(offset: number, length: number): Promise<ReadPiece[]> {
     this.checkLive();
     checkRange(this, offset, length, limits.ioBytesMax);
-    // Not zero-filled up front: blocks that get no data (holes, zeros) are zeroed last.
-    const out = Buffer.allocUnsafe(length);
-    if (length === 0) return out;
+    if (length === 0) return [];
     const size = this.ctx.blockSize;
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);
+    const sources = new Array<Buffer | null>(last - first + 1).fill(null);
     const fromBuffer = new Uint8Array(last - first + 1);
-    const filled = new Uint8Array(last - first + 1);
+    let stored = false;
     for (let block = first; block <= last; block += 1) {
       const entry = this.buffered(block);
-      if (entry === undefined) continue;
+      if (entry === undefined) {
+        stored = true;
+        continue;
+      }
       fromBuffer[block - first] = 1;
-      if (typeof entry === 'string') continue;
-      copyBlockPart(entry, block * size, offset, out);
-      filled[block - first] = 1;
+      // Buffered blocks change in place under later partial writes: the read keeps a copy.
+      if (typeof entry !== 'string') sources[block - first] = copyOf(entry);
     }
-    if (!fromBuffer.every((flag) => flag === 1)) {
+    if (stored) {
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
       for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
-      await fillFromStore(this.ctx, rows, first, offset, out, filled);
+      await collectFromStore(this.ctx, rows, sources);
     }
-    zeroUnfilled(out, filled, first, offset, size);
-    return out;
+    return toPieces(sources, first, offset, length, size);
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {

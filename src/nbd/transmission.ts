@@ -9,8 +9,7 @@
  * a read-only export (EPERM). A WRITE that is refused still has its payload read, so the
  * stream stays in step.
  */
-import { limits as defaultLimits } from '../common/limits.js';
-import type { BlockExtent } from '../engine/index.js';
+import type { BlockExtent, ReadPiece } from '../engine/index.js';
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_CACHE,
@@ -165,7 +164,7 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
   const fua = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (request.type) {
     case NBD_CMD_READ:
-      return sendRead(connection, chosen, request, request.length === 0 ? Buffer.alloc(0) : await device.read(request.offset, request.length));
+      return sendRead(connection, chosen, request, await device.readPieces(request.offset, request.length));
     case NBD_CMD_WRITE:
       if (request.length > 0) await device.write(request.offset, payload as Buffer, { fua });
       else if (fua) await device.flush();
@@ -193,7 +192,7 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
 async function prefetch(connection: Connection, chosen: ChosenExport, request: Request): Promise<void> {
   const piece = connection.limits.nbdCachePieceBytes;
   for (let at = request.offset; at < request.offset + request.length; at += piece) {
-    await chosen.device.read(at, Math.min(piece, request.offset + request.length - at));
+    await chosen.device.readPieces(at, Math.min(piece, request.offset + request.length - at));
   }
 }
 
@@ -203,41 +202,51 @@ function replyError(connection: Connection, chosen: ChosenExport, request: Reque
 }
 
 /**
- * READ reply. Simple: header then data. Structured: whole blocks that read as zeros go
- * as OFFSET_HOLE chunks and the rest as OFFSET_DATA, unless DF asks for one chunk.
+ * READ reply, sent from the pieces the device returned (views of its cache, no copy).
+ * Simple: header then the bytes. Structured: runs of zeros the device knows of (holes,
+ * zero blocks) go as OFFSET_HOLE chunks and the bytes as OFFSET_DATA, unless DF asks
+ * for one chunk.
  */
-function sendRead(connection: Connection, chosen: ChosenExport, request: Request, data: Buffer): void {
-  if (!chosen.structuredReplies) return connection.send(encodeSimpleReply(request.cookie, 0), data);
+function sendRead(connection: Connection, chosen: ChosenExport, request: Request, pieces: readonly ReadPiece[]): void {
+  if (!chosen.structuredReplies) return connection.send(encodeSimpleReply(request.cookie, 0), ...bytesOf(pieces));
   // A zero-length read still needs a final chunk.
-  if (data.length === 0) return connection.send(encodeDoneChunk(request.cookie));
-  if ((request.flags & NBD_CMD_FLAG_DF) !== 0) return connection.send(encodeOffsetDataHead(request.cookie, request.offset, data.length, true), data);
-  const pieces: Buffer[] = [];
-  const runs = zeroRuns(data, request.offset, chosen.device.blockSize);
-  runs.forEach((run, index) => {
-    const done = index === runs.length - 1;
-    const at = request.offset + run.start;
-    if (run.zero) pieces.push(encodeOffsetHole(request.cookie, at, run.length, done));
-    else pieces.push(encodeOffsetDataHead(request.cookie, at, run.length, done), data.subarray(run.start, run.start + run.length));
-  });
-  connection.send(...pieces);
+  if (request.length === 0) return connection.send(encodeDoneChunk(request.cookie));
+  if ((request.flags & NBD_CMD_FLAG_DF) !== 0) return connection.send(encodeOffsetDataHead(request.cookie, request.offset, request.length, true), ...bytesOf(pieces));
+  const out: Buffer[] = [];
+  let at = request.offset;
+  for (let index = 0; index < pieces.length; ) {
+    const piece = pieces[index];
+    if (typeof piece === 'number') {
+      index += 1;
+      out.push(encodeOffsetHole(request.cookie, at, piece, index === pieces.length));
+      at += piece;
+      continue;
+    }
+    // Bytes pieces next to each other go in one OFFSET_DATA chunk.
+    let end = index;
+    let length = 0;
+    while (end < pieces.length && typeof pieces[end] !== 'number') length += (pieces[end++] as Buffer).length;
+    out.push(encodeOffsetDataHead(request.cookie, at, length, end === pieces.length), ...(pieces.slice(index, end) as Buffer[]));
+    at += length;
+    index = end;
+  }
+  connection.send(...out);
 }
 
-const zeroBlock = Buffer.alloc(defaultLimits.blockSizeMaxBytes);
+/** Zeros sent in simple replies and DF chunks; never written to. */
+const zeroes = Buffer.alloc(1 << 20);
 
-/** Splits data into runs of whole zero blocks and the rest, at device block boundaries. */
-function zeroRuns(data: Buffer, offset: number, blockSize: number): { start: number; length: number; zero: boolean }[] {
-  const runs: { start: number; length: number; zero: boolean }[] = [];
-  let start = 0;
-  while (start < data.length) {
-    const boundary = Math.min(data.length, (Math.floor((offset + start) / blockSize) + 1) * blockSize - offset);
-    const piece = data.subarray(start, boundary);
-    const zero = piece.length === blockSize && piece.equals(zeroBlock.subarray(0, blockSize));
-    const last = runs[runs.length - 1];
-    if (last && last.zero === zero) last.length += piece.length;
-    else runs.push({ start, length: piece.length, zero });
-    start = boundary;
+/** The pieces as buffers only, zeros as views of a shared zero buffer. */
+function bytesOf(pieces: readonly ReadPiece[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const piece of pieces) {
+    if (typeof piece !== 'number') {
+      out.push(piece);
+      continue;
+    }
+    for (let left = piece; left > 0; left -= zeroes.length) out.push(zeroes.subarray(0, Math.min(left, zeroes.length)));
   }
-  return runs;
+  return out;
 }
 
 function sendBlockStatus(connection: Connection, chosen: ChosenExport, request: Request, extents: BlockExtent[]): void {

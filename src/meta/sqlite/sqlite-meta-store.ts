@@ -32,6 +32,7 @@ import {
   type VolumeRecord,
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
+import { foldAt, GroupViewCache, type GroupRow, type GroupView } from './group-views.js';
 import { migrations } from './migrations.js';
 import { PrefixFilter } from './prefix-filter.js';
 
@@ -75,12 +76,6 @@ function toFrame(row: FrameRow): FrameRecord {
     chunkCount: row.chunk_count,
     liveChunks: row.live_chunks,
   };
-}
-
-interface GroupRow {
-  grp: number;
-  birth: number;
-  runs: Buffer;
 }
 
 /** Chunk ids closer than this are located with one range query. */
@@ -136,6 +131,8 @@ export class SqliteMetaStore implements MetaStore {
    * compaction) or dies; both drop it here, inside the transaction that changes it.
    */
   private readonly locations = new GenerationalCache<number, ChunkLocation>(limits.metaLocationCacheEntries);
+  /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
+  private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
   /** Hash-prefix buckets that hold chunks (see PrefixFilter); built on first look-up. */
   private filter: PrefixFilter | null = null;
   /** Chunks that left each frame in the transaction being applied (see leaveFrame). */
@@ -267,6 +264,8 @@ export class SqliteMetaStore implements MetaStore {
       this.db.transaction(() => {
         this.sql('DELETE FROM snapshot WHERE volume_id = ?').run(id);
         this.sql('DELETE FROM volume WHERE id = ?').run(id);
+        // Its rows are gone already (deleted through commits); a new volume may reuse the id.
+        this.groups.clear();
       })();
     });
   }
@@ -320,17 +319,17 @@ export class SqliteMetaStore implements MetaStore {
   readExtents(volumeId: number, firstBlock: number, count: number, gen: number, withLocations = true): Promise<MappedExtent[]> {
     return this.run('reading the extent map', () => {
       const end = firstBlock + count;
-      const rows = this.sql(
-        `SELECT grp, birth, runs FROM extent
-          WHERE volume_id = ? AND grp >= ? AND grp <= ? AND birth <= ? ORDER BY grp, birth`,
-      ).all(volumeId, groupOf(firstBlock), groupOf(end - 1), gen) as GroupRow[];
+      const firstGrp = groupOf(firstBlock);
+      const views = this.groupViews(volumeId, firstGrp, groupOf(end - 1));
       // Plain parallel arrays, then one object per row: reads of large ranges make
       // hundreds of rows per call, and object spreads cost ten times more here.
       const blocks: number[] = [];
       const births: number[] = [];
       const chunks: ChunkRef[] = [];
-      foldGroups(rows, (grp, slots, slotBirths) => {
-        const base = grp * groupBlocks;
+      for (let index = 0; index < views.length; index += 1) {
+        if (views[index].maxBirth < 0) continue;
+        const { slots, births: slotBirths } = foldAt(views[index], gen);
+        const base = (firstGrp + index) * groupBlocks;
         const last = Math.min(groupBlocks, end - base);
         for (let slot = Math.max(0, firstBlock - base); slot < last; slot += 1) {
           if (slotBirths[slot] < 0) continue;
@@ -338,7 +337,7 @@ export class SqliteMetaStore implements MetaStore {
           births.push(slotBirths[slot]);
           chunks.push(slots[slot] as ChunkRef);
         }
-      });
+      }
       const locations = withLocations ? this.locate(chunks) : new Map<number, ChunkLocation>();
       const result: MappedExtent[] = new Array<MappedExtent>(blocks.length);
       for (let index = 0; index < blocks.length; index += 1) {
@@ -348,6 +347,16 @@ export class SqliteMetaStore implements MetaStore {
       }
       return result;
     });
+  }
+
+  /** Views of a volume's groups [firstGrp, lastGrp], from the cache or one range query. */
+  private groupViews(volumeId: number, firstGrp: number, lastGrp: number) {
+    return this.groups.range(
+      volumeId,
+      firstGrp,
+      lastGrp,
+      (first, last) => this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp >= ? AND grp <= ? ORDER BY grp, birth').all(volumeId, first, last) as GroupRow[],
+    );
   }
 
   /**
@@ -394,25 +403,20 @@ export class SqliteMetaStore implements MetaStore {
       const result = new Map<number, ExtentRow>();
       if (blocks.length === 0) return result;
       const groups = [...new Set(blocks.map(groupOf))].sort((a, b) => a - b);
-      let rows: GroupRow[];
+      const views = new Map<number, GroupView>();
       if (groups[groups.length - 1] - groups[0] < 4 * groups.length) {
         // Dense (a sequential write): one range scan instead of a seek per group.
-        rows = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp >= ? AND grp <= ? ORDER BY grp, birth').all(
-          volumeId,
-          groups[0],
-          groups[groups.length - 1],
-        ) as GroupRow[];
+        this.groupViews(volumeId, groups[0], groups[groups.length - 1]).forEach((view, index) => views.set(groups[0] + index, view));
       } else {
-        const statement = this.sql('SELECT grp, birth, runs FROM extent WHERE volume_id = ? AND grp = ? ORDER BY birth');
-        rows = groups.flatMap((grp) => statement.all(volumeId, grp) as GroupRow[]);
+        for (const grp of groups) views.set(grp, this.groupViews(volumeId, grp, grp)[0]);
       }
-      const wanted = new Set(blocks);
-      foldGroups(rows, (grp, slots, births) => {
-        for (let slot = 0; slot < groupBlocks; slot += 1) {
-          const block = grp * groupBlocks + slot;
-          if (births[slot] >= 0 && wanted.has(block)) result.set(block, { block, birth: births[slot], chunk: slots[slot] as ChunkRef });
-        }
-      });
+      for (const block of blocks) {
+        const view = views.get(groupOf(block)) as GroupView;
+        if (view.maxBirth < 0) continue;
+        const fold = foldAt(view, Number.MAX_SAFE_INTEGER);
+        const slot = block % groupBlocks;
+        if (fold.births[slot] >= 0) result.set(block, { block, birth: fold.births[slot], chunk: fold.slots[slot] as ChunkRef });
+      }
       return result;
     });
   }
@@ -621,6 +625,7 @@ export class SqliteMetaStore implements MetaStore {
     const write = this.sql('INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES (?, ?, ?, ?)');
     const remove = this.sql('DELETE FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
     for (const entry of touched.values()) {
+      this.groups.forget(entry.volumeId, entry.grp);
       const runs = encodeGroup(entry.slots);
       if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
       else write.run(entry.volumeId, entry.grp, entry.birth, runs);
