@@ -2,8 +2,9 @@
  * Corruption tests: damage pack files behind the engine's back (a flipped payload byte,
  * a flipped byte in a frame's hash table, a payload byte flipped with both CRCs
  * recomputed so only the per-chunk SHA-256 can notice, a truncated pack), then reopen.
- * Reads check the frame CRCs by default and the SHA-256 of a block read alone; the
- * CRC-preserving case runs with reads verifying SHA-256 too (tuning readVerify).
+ * Reads check the frame CRCs by default and, of a block read alone, its SHA-256 against
+ * the prefix in metadata; the CRC-preserving case runs with reads verifying SHA-256 too
+ * (tuning readVerify).
  *
  * The contract (DESIGN.md, "verified on every read: a mismatch is corruption, never
  * silently returned"):
@@ -84,12 +85,15 @@ const cases: DamageCase[] = [
     countsChecksumErrors: true,
   },
   {
-    behaviour: 'a flipped byte in the frame hash table makes reads of the block fail with STRATA_E_CHECKSUM and check report the frame',
+    // Under the default tuning a block read alone does not read the header (see the
+    // test after this table); verifying SHA-256 compares against the header's hash.
+    behaviour: 'with reads verifying SHA-256, a flipped byte in the frame hash table makes reads of the block fail with STRATA_E_CHECKSUM and check report the frame',
     block: 5,
     damage: (frame, slot) => flipByte(frame.file, frame.offset + 24 + slot * 32 + 7),
     readCodes: ['STRATA_E_CHECKSUM'],
     checkKinds: ['frame-corrupt', 'chunk-corrupt'],
     countsChecksumErrors: true,
+    open: { tuning: { readVerify: 'sha256' } },
   },
   {
     behaviour: 'with reads verifying SHA-256, a flipped payload byte with recomputed CRCs is still caught by the chunk SHA-256',
@@ -182,6 +186,23 @@ describe.each(['none', 'lz4'] as const)('damaged pack files (compression %s)', (
       });
     });
   }
+});
+
+describe('a damaged frame hash table under the default tuning', () => {
+  it('still serves an intact block read alone (its SHA-256 checked against metadata), refuses whole-frame reads, and check reports the frame', async () => {
+    await withTempDir(async (dir) => {
+      await buildPool(dir, 'none');
+      const { frame, slot } = findChunk(dir, blockContent('victim', 5));
+      flipByte(frame.file, frame.offset + 24 + slot * 32 + 7);
+      await withOpenPool(dir, {}, async (pool) => {
+        const victim = pool.openVolume('victim');
+        assertSameBytes(await victim.read(5 * blockSize, blockSize), blockContent('victim', 5), 'victim block 5', 5 * blockSize);
+        await expectStrataError(victim.read(0, 16 * blockSize), ['STRATA_E_CHECKSUM'], 'read of the whole frame');
+        const report = await pool.check({ deep: true });
+        expect(report.ok).toBe(false);
+      });
+    });
+  });
 });
 
 /**

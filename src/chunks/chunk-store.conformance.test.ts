@@ -50,6 +50,20 @@ describe.each(drivers)('ChunkStore conformance: $name', (driver) => {
     }
   });
 
+  it('appends records given in pieces in one call, sealing full packs between records', async () => {
+    const size = frame(1).length;
+    const store = driver.open({ packBytesMax: 2 * size + 1 });
+    const records = [1, 2, 3, 4, 5].map((seed) => frame(seed));
+    // Each record in three pieces, one of them empty, as a frame's header and blocks come.
+    const pieces = records.map((record) => [record.subarray(0, 20), record.subarray(20, 20), record.subarray(20)]);
+    const locations = store.appendMany(pieces);
+    await store.sync();
+    expect(locations.map((location) => location.length)).toEqual(records.map((record) => record.length));
+    expect(new Set(locations.map((location) => location.packId)).size).toBe(3);
+    for (const [index, location] of locations.entries()) expect((await store.read(location)).equals(records[index])).toBe(true);
+    expect(store.appendMany([])).toEqual([]);
+  });
+
   it('seals a pack once it is full and reports it once', async () => {
     const store = driver.open({ packBytesMax: frame(1).length + 1 });
     const first = store.append(frame(1));

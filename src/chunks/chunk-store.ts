@@ -17,6 +17,12 @@ export interface ChunkStore {
    * is sealed first and a new one opened.
    */
   append(record: Buffer): FrameLocation;
+  /**
+   * Appends records given as pieces (written back to back, without joining them first),
+   * in order, with as few writes as possible; as append, a full pack is sealed between
+   * records. On failure nothing of the call stays referenced (the pack is cut back).
+   */
+  appendMany(records: readonly (readonly Buffer[])[]): FrameLocation[];
   /** Resolves once every byte appended so far is durable (data and directory entries). */
   sync(): Promise<void>;
   /** Reads `length` bytes at `offset` of a pack. STRATA_E_CHUNK_MISSING if it is gone or short. */

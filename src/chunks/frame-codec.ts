@@ -63,27 +63,42 @@ export function frameRecord(
   /** The CRC-32 of the payload that will be stored, when the caller computed it already. */
   payloadCrc?: number,
 ): Buffer {
+  return Buffer.concat(framePieces(codec, blockSize, blocks, compressed, hashes, payloadCrc));
+}
+
+/**
+ * The record of frameRecord as pieces to write back to back: the header (with its hash
+ * table), then the compressed payload or the raw blocks themselves, not copied.
+ */
+export function framePieces(
+  codec: Codec,
+  blockSize: number,
+  blocks: readonly Buffer[],
+  compressed: Buffer | null,
+  hashes: readonly Buffer[],
+  payloadCrc?: number,
+): Buffer[] {
   const rawLength = blocks.length * blockSize;
   const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(rawLength, compressed.length);
-  const payloadLength = useCompressed ? compressed.length : rawLength;
+  const payload: readonly Buffer[] = useCompressed ? [compressed] : blocks;
   const usedCodec: Codec = useCompressed ? codec : 'none';
   const chunkCount = hashes.length;
-  const headerLength = frameHeaderBytes + hashBytes * chunkCount;
-  const record = Buffer.allocUnsafe(headerLength + payloadLength);
-  if (useCompressed) compressed.copy(record, headerLength);
-  else blocks.forEach((block, index) => block.copy(record, headerLength + index * blockSize));
-  const payload = record.subarray(headerLength);
-  record.writeUInt32LE(frameMagic, 0);
-  record.writeUInt8(frameVersion, 4);
-  record.writeUInt8(codecIds[usedCodec], 5);
-  record.writeUInt16LE(chunkCount, 6);
-  record.writeUInt32LE(blockSize, 8);
-  record.writeUInt32LE(payload.length, 12);
-  record.writeUInt32LE(payloadCrc ?? crc32(payload), 16);
-  for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(record, frameHeaderBytes + index * hashBytes);
-  const headerCrc = crc32(record.subarray(frameHeaderBytes, headerLength), crc32(record.subarray(0, 20)));
-  record.writeUInt32LE(headerCrc, 20);
-  return record;
+  const header = Buffer.allocUnsafe(frameHeaderBytes + hashBytes * chunkCount);
+  header.writeUInt32LE(frameMagic, 0);
+  header.writeUInt8(frameVersion, 4);
+  header.writeUInt8(codecIds[usedCodec], 5);
+  header.writeUInt16LE(chunkCount, 6);
+  header.writeUInt32LE(blockSize, 8);
+  header.writeUInt32LE(useCompressed ? compressed.length : rawLength, 12);
+  let crc = payloadCrc;
+  if (crc === undefined) {
+    crc = 0;
+    for (const piece of payload) crc = crc32(piece, crc);
+  }
+  header.writeUInt32LE(crc, 16);
+  for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(header, frameHeaderBytes + index * hashBytes);
+  header.writeUInt32LE(crc32(header.subarray(frameHeaderBytes), crc32(header.subarray(0, 20))), 20);
+  return [header, ...payload];
 }
 
 function corrupt(message: string, details: Record<string, unknown>): StrataError {

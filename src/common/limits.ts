@@ -51,8 +51,11 @@ export const limits = {
   readSpanBytesMax: 4 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
-  /** Chunk locations the metadata store keeps in memory for reads. */
-  metaLocationCacheEntries: 65536,
+  /**
+   * Chunk locations the metadata store keeps in memory for reads (40 bytes each, in
+   * typed arrays that grow to this bound as needed): 2^20 cover 4 GiB of 4 KiB chunks.
+   */
+  metaLocationCacheEntries: 1 << 20,
   /**
    * Extent groups (64 blocks each) the metadata store keeps decoded for reads: 16384
    * cover 4 GiB of a volume at 4 KiB blocks, in about 16 MiB.

@@ -21,7 +21,7 @@
  */
 import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
-import { frameRecord, type FrameLocation } from '../chunks/index.js';
+import { framePieces, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
@@ -278,12 +278,16 @@ function writeFrames(
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
 ): void {
-  frames.forEach((group, index) => {
+  const records = frames.map((group, index) => {
     const packed = payloads[index]?.payload ?? null;
     const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
     const blocks = group.map((chunk) => data[chunk.slot].entry);
-    const record = frameRecord(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
-    const location = ctx.chunks.append(record);
+    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
+  });
+  // One write for the frames of the slice (per pack they land in), blocks not copied.
+  const locations = ctx.chunks.appendMany(records);
+  frames.forEach((group, index) => {
+    const location = locations[index];
     noteAppend(packStarts, packEnds, location);
     const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
     ctx.nextFrameId += 1;

@@ -44,9 +44,9 @@ describe('a full file system', () => {
     let full = false;
     const io: FileIo = {
       ...nodeFileIo,
-      writeSync: (...args) => {
+      writevSync: (...args) => {
         if (full) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-        return nodeFileIo.writeSync(...args);
+        return nodeFileIo.writevSync(...args);
       },
     };
     const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, io });

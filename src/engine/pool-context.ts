@@ -26,8 +26,9 @@ export interface PoolTuning {
   readonly compactIntervalMs: number;
   /**
    * What a read from a pack checks. `crc`: the frame's header and payload CRC-32s and the
-   * chunk's hash prefix against metadata (corruption on disk is caught; the full SHA-256
-   * is re-hashed by `check --deep`, compaction and dedup). `sha256`: also every chunk
+   * chunk's hash prefix against metadata, or for a block read alone its SHA-256 against
+   * that prefix (corruption on disk is caught; the full SHA-256 is re-hashed by
+   * `check --deep`, compaction and dedup). `sha256`: also every chunk
    * against its SHA-256, which costs about one core per GB/s read.
    */
   readonly readVerify: ReadVerify;
@@ -221,13 +222,18 @@ export class PoolContext {
     return block;
   }
 
-  /** One block of an uncompressed frame, read with its hash from the header and verified. */
+  /**
+   * One block of an uncompressed frame, read by itself and verified: its SHA-256 must
+   * start with the prefix metadata holds (a 32-bit check, as strong as the frames' CRC-32)
+   * and, when reads verify SHA-256, equal the hash in the frame header.
+   */
   private async readRawBlock(location: ChunkLocation): Promise<Buffer> {
     const size = this.blockSize;
     const dataAt = location.offset + frameHeaderBytes + hashBytes * location.frameChunks + size * location.slot;
-    const [hashes, block] = await Promise.all([this.headerHashes(location), this.chunks.read({ packId: location.packId, offset: dataAt, length: size })]);
-    const expected = hashes?.[location.slot];
-    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || !sha256(block).equals(expected)) throw this.chunkCorrupt(location);
+    const block = await this.chunks.read({ packId: location.packId, offset: dataAt, length: size });
+    const digest = sha256(block);
+    if (hashPrefix(digest) !== location.hashPrefix) throw this.chunkCorrupt(location);
+    if (this.tuning.readVerify === 'sha256' && !(await this.headerHashes(location))?.[location.slot]?.equals(digest)) throw this.chunkCorrupt(location);
     return block;
   }
 

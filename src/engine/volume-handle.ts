@@ -279,13 +279,20 @@ export class VolumeHandle extends BaseHandle {
     checkRange(this, offset, data.length, limits.ioBytesMax);
     const size = this.ctx.blockSize;
     const end = offset + data.length;
+    // One copy of the caller's bytes (the caller may reuse them); whole blocks are views of it.
+    let copy: Buffer | null = null;
     for (let block = Math.floor(offset / size); block * size < end; block += 1) {
       const blockStart = block * size;
       const from = Math.max(offset, blockStart);
       const to = Math.min(end, blockStart + size);
       if (to - from === size) {
         const piece = data.subarray(from - offset, to - offset);
-        this.setEntry(block, piece.equals(this.ctx.zeroBlock) ? 'zero' : copyOf(piece));
+        if (piece.equals(this.ctx.zeroBlock)) {
+          this.setEntry(block, 'zero');
+          continue;
+        }
+        copy ??= copyOf(data);
+        this.setEntry(block, copy.subarray(from - offset, to - offset));
       } else {
         await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
       }

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 export interface FileIo {
   openSync(path: string, flags: string): number;
   closeSync(fd: number): void;
-  writeSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  /** Writes the buffers back to back at `position` with one system call; may write less. */
+  writevSync(fd: number, buffers: readonly Buffer[], position: number): number;
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   fsync(fd: number): Promise<void>;
   ftruncateSync(fd: number, length: number): void;
@@ -20,7 +21,7 @@ export interface FileIo {
 export const nodeFileIo: FileIo = {
   openSync: (path, flags) => fs.openSync(path, flags),
   closeSync: (fd) => fs.closeSync(fd),
-  writeSync: (fd, buffer, offset, length, position) => fs.writeSync(fd, buffer, offset, length, position),
+  writevSync: (fd, buffers, position) => fs.writevSync(fd, buffers as Buffer[], position),
   readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
   fsync: (fd) =>
     new Promise((resolve, reject) => {

@@ -16,6 +16,14 @@ import type { ChunkStore, FrameLocation } from '../chunk-store.js';
 import { nodeFileIo, type FileIo } from './file-io.js';
 
 const packPattern = /^pack-(\d{8,})\.pack$/;
+/** Buffers per writev call (Linux's IOV_MAX is 1024). */
+const iovecsMax = 512;
+
+function recordLength(pieces: readonly Buffer[]): number {
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  return length;
+}
 
 export interface LocalPackStoreOptions {
   readonly packBytesMax?: number;
@@ -102,13 +110,53 @@ export class LocalPackStore implements ChunkStore {
   }
 
   append(record: Buffer): FrameLocation {
-    if (this.current && this.current.bytes > 0 && this.current.bytes + record.length > this.packBytesMax) this.sealOpenPack();
-    const pack = this.current ?? this.startPack();
-    const offset = pack.bytes;
+    return this.appendMany([[record]])[0];
+  }
+
+  appendMany(records: readonly (readonly Buffer[])[]): FrameLocation[] {
+    const locations: FrameLocation[] = [];
+    let index = 0;
+    while (index < records.length) {
+      const first = recordLength(records[index]);
+      if (this.current && this.current.bytes > 0 && this.current.bytes + first > this.packBytesMax) this.sealOpenPack();
+      const pack = this.current ?? this.startPack();
+      // The records that fit in this pack (at least one), written together.
+      const start = pack.bytes;
+      let end = start;
+      const pieces: Buffer[] = [];
+      const batch: FrameLocation[] = [];
+      while (index < records.length) {
+        const length = recordLength(records[index]);
+        if (batch.length > 0 && end + length > this.packBytesMax) break;
+        batch.push({ packId: pack.packId, offset: end, length });
+        pieces.push(...records[index]);
+        end += length;
+        index += 1;
+      }
+      this.writeAll(pack, pieces, start, end - start);
+      pack.bytes = end;
+      this.sizes.set(pack.packId, end);
+      this.unsynced.add(pack.packId);
+      locations.push(...batch);
+    }
+    return locations;
+  }
+
+  /** Writes pieces at `offset` of the pack, in as few system calls as the kernel allows. */
+  private writeAll(pack: { packId: number; fd: number }, pieces: Buffer[], offset: number, length: number): void {
     try {
       let written = 0;
-      while (written < record.length) {
-        written += this.io.writeSync(pack.fd, record, written, record.length - written, offset + written);
+      let first = 0;
+      while (written < length) {
+        const batch = pieces.slice(first, first + iovecsMax);
+        let n = this.io.writevSync(pack.fd, batch, offset + written);
+        written += n;
+        // Skip the pieces written whole; resume inside a piece written in part.
+        while (first < pieces.length && n >= pieces[first].length) {
+          n -= pieces[first].length;
+          first += 1;
+        }
+        if (n > 0) pieces[first] = pieces[first].subarray(n);
       }
     } catch (error) {
       // Leave no partial record behind: the next append starts where this one began.
@@ -119,10 +167,6 @@ export class LocalPackStore implements ChunkStore {
       }
       throw hostIoError(error, `appending to pack ${pack.packId}`);
     }
-    pack.bytes += record.length;
-    this.sizes.set(pack.packId, pack.bytes);
-    this.unsynced.add(pack.packId);
-    return { packId: pack.packId, offset, length: record.length };
   }
 
   async sync(): Promise<void> {

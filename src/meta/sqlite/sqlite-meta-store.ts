@@ -8,7 +8,6 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { StrataError, hostIoError } from '../../common/errors.js';
-import { GenerationalCache } from '../../common/generational-cache.js';
 import { assert } from '../../common/assert.js';
 import { limits } from '../../common/limits.js';
 import {
@@ -21,6 +20,7 @@ import {
   type ExtentRow,
   type ExtentWrite,
   type FrameRecord,
+  type NewFrame,
   type MappedExtent,
   type MetaChanges,
   type MetaStore,
@@ -33,6 +33,7 @@ import {
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
 import { foldAt, GroupViewCache, type GroupRow, type GroupView } from './group-views.js';
+import { LocationTable } from './location-table.js';
 import { migrations } from './migrations.js';
 import { PrefixFilter } from './prefix-filter.js';
 
@@ -130,7 +131,7 @@ export class SqliteMetaStore implements MetaStore {
    * Recently read chunk locations. A chunk's location changes only when it moves (heal,
    * compaction) or dies; both drop it here, inside the transaction that changes it.
    */
-  private readonly locations = new GenerationalCache<number, ChunkLocation>(limits.metaLocationCacheEntries);
+  private readonly locations = new LocationTable(limits.metaLocationCacheEntries);
   /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
   private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
   /** Hash-prefix buckets that hold chunks (see PrefixFilter); built on first look-up. */
@@ -360,8 +361,8 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   /**
-   * Locations of the listed chunks that exist: from the location cache, the rest with
-   * one range query per cluster of ids.
+   * Locations of the listed chunks that exist (and maybe of some neighbours): from the
+   * location cache, the rest with one range query per cluster of ids.
    */
   private locate(chunks: readonly ChunkRef[]): Map<number, ChunkLocation> {
     const result = new Map<number, ChunkLocation>();
@@ -383,18 +384,18 @@ export class SqliteMetaStore implements MetaStore {
     for (let index = 0; index < ids.length; ) {
       let last = index;
       while (last + 1 < ids.length && ids[last + 1] - ids[last] <= locateGapMax) last += 1;
-      for (const [chunkId, prefix, frameId, slot, packId, offset, length, frameChunks] of statement.all(ids[index], ids[last]) as number[][]) {
+      // The whole aligned window of ids around the cluster: neighbours (mostly the same
+      // frame's chunks) come at little extra cost and spare later random reads a query.
+      const from = ids[index] - (ids[index] % locateGapMax);
+      const to = ids[last] - (ids[last] % locateGapMax) + locateGapMax - 1;
+      for (const [chunkId, prefix, frameId, slot, packId, offset, length, frameChunks] of statement.all(from, to) as number[][]) {
         const location: ChunkLocation = { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks };
         result.set(chunkId, location);
-        if (missing.has(chunkId)) this.rememberLocation(location);
+        this.locations.set(location);
       }
       index = last + 1;
     }
     return result;
-  }
-
-  private rememberLocation(location: ChunkLocation): void {
-    this.locations.set(location.chunkId, location);
   }
 
 
@@ -555,7 +556,35 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   commit(changes: MetaChanges): Promise<void> {
-    return this.run('committing metadata', () => this.db.transaction(() => this.apply(changes))());
+    return this.run('committing metadata', () => {
+      this.db.transaction(() => this.apply(changes))();
+      this.rememberNewChunks(changes);
+    });
+  }
+
+  /**
+   * Puts the locations of the chunks a commit stored (in frames it recorded) into the
+   * location cache, once the commit is durable: the reads that follow a write find them
+   * without a query.
+   */
+  private rememberNewChunks(changes: MetaChanges): void {
+    if (!changes.chunks?.length || !changes.frames?.length) return;
+    const frames = new Map<number, NewFrame>();
+    for (const frame of changes.frames) frames.set(frame.id, frame);
+    for (const chunk of changes.chunks) {
+      const frame = frames.get(chunk.frameId);
+      if (frame === undefined) continue;
+      this.locations.set({
+        chunkId: chunk.id,
+        hashPrefix: hashPrefix(chunk.hash),
+        frameId: frame.id,
+        slot: chunk.slot,
+        packId: frame.packId,
+        offset: frame.offset,
+        length: frame.length,
+        frameChunks: frame.chunkCount,
+      });
+    }
   }
 
   private apply(changes: MetaChanges): void {

@@ -1,0 +1,101 @@
+/*
+ * The SQLite driver's cache of chunk locations: a direct-mapped table in typed arrays,
+ * slot = chunk id modulo the table size. Chunk ids are handed out consecutively, so the
+ * chunks of a working set of up to the table size never collide, and a look-up is an
+ * array index and one comparison, with nothing for the garbage collector to trace. The
+ * table starts small and doubles (re-placing what it holds) when a new entry would
+ * evict a live one, up to its bound; past that, the newer entry wins.
+ */
+import type { ChunkLocation } from '../meta-store.js';
+
+const initialEntries = 1 << 12;
+
+export class LocationTable {
+  private size = 0;
+  /** Chunk id held by each slot; 0 = empty (chunk ids start at 1). */
+  private ids = new Float64Array(0);
+  private frameIds = new Float64Array(0);
+  private offsets = new Float64Array(0);
+  private packIds = new Uint32Array(0);
+  private lengths = new Uint32Array(0);
+  private prefixes = new Int32Array(0);
+  private slots = new Uint16Array(0);
+  private frameChunks = new Uint16Array(0);
+
+  /** `entriesMax` is rounded down to a power of two. */
+  constructor(private readonly entriesMax: number) {}
+
+  get(chunkId: number): ChunkLocation | undefined {
+    if (this.size === 0) return undefined;
+    const at = chunkId % this.size;
+    if (this.ids[at] !== chunkId) return undefined;
+    return {
+      chunkId,
+      hashPrefix: this.prefixes[at],
+      frameId: this.frameIds[at],
+      slot: this.slots[at],
+      packId: this.packIds[at],
+      offset: this.offsets[at],
+      length: this.lengths[at],
+      frameChunks: this.frameChunks[at],
+    };
+  }
+
+  set(location: ChunkLocation): void {
+    if (this.size === 0) this.resize(Math.min(initialEntries, this.boundEntries()));
+    let at = location.chunkId % this.size;
+    const held = this.ids[at];
+    if (held !== 0 && held !== location.chunkId && this.size < this.boundEntries()) {
+      this.resize(this.size * 2);
+      at = location.chunkId % this.size;
+    }
+    this.ids[at] = location.chunkId;
+    this.prefixes[at] = location.hashPrefix;
+    this.frameIds[at] = location.frameId;
+    this.slots[at] = location.slot;
+    this.packIds[at] = location.packId;
+    this.offsets[at] = location.offset;
+    this.lengths[at] = location.length;
+    this.frameChunks[at] = location.frameChunks;
+  }
+
+  delete(chunkId: number): void {
+    if (this.size === 0) return;
+    const at = chunkId % this.size;
+    if (this.ids[at] === chunkId) this.ids[at] = 0;
+  }
+
+  clear(): void {
+    this.ids.fill(0);
+  }
+
+  private boundEntries(): number {
+    return 2 ** Math.floor(Math.log2(Math.max(1, this.entriesMax)));
+  }
+
+  private resize(entries: number): void {
+    const old = { ids: this.ids, prefixes: this.prefixes, frameIds: this.frameIds, slots: this.slots, packIds: this.packIds, offsets: this.offsets, lengths: this.lengths, frameChunks: this.frameChunks };
+    this.size = entries;
+    this.ids = new Float64Array(entries);
+    this.prefixes = new Int32Array(entries);
+    this.frameIds = new Float64Array(entries);
+    this.slots = new Uint16Array(entries);
+    this.packIds = new Uint32Array(entries);
+    this.offsets = new Float64Array(entries);
+    this.lengths = new Uint32Array(entries);
+    this.frameChunks = new Uint16Array(entries);
+    for (let from = 0; from < old.ids.length; from += 1) {
+      const id = old.ids[from];
+      if (id === 0) continue;
+      const at = id % entries;
+      this.ids[at] = id;
+      this.prefixes[at] = old.prefixes[from];
+      this.frameIds[at] = old.frameIds[from];
+      this.slots[at] = old.slots[from];
+      this.packIds[at] = old.packIds[from];
+      this.offsets[at] = old.offsets[from];
+      this.lengths[at] = old.lengths[from];
+      this.frameChunks[at] = old.frameChunks[from];
+    }
+  }
+}
