@@ -68,6 +68,14 @@ export const limits = {
   metaPrefixFilterLog2Bits: 27,
   /** SQLite page cache of the metadata store. */
   metaCacheBytesMax: 32 * MiB,
+  /**
+   * Pool statistics count a volume's mapped blocks by walking its extent map. A walk
+   * faster than this is redone whenever the volume changed; a slower one only once its
+   * last result is older than `statsRecountCostFactor` times what it cost (a walk of a
+   * 1 GiB volume of 4 KiB blocks takes about half a second: at most every 50 s).
+   */
+  statsRecountCheapMs: 20,
+  statsRecountCostFactor: 100,
   /** Blocks resolved per metadata query when walking large ranges (trim, status, flatten). */
   extentWindowBlocks: 16384,
   /** Damaged chunks remembered for healing by a rewrite of the same content. */

@@ -131,6 +131,8 @@ const metaFile = (dir: string) => path.join(dir, 'meta.sqlite');
 
 export class Pool {
   private readonly ctx: PoolContext;
+  /** Mapped-block counts per volume, and what they were computed from (see mappedBlocks). */
+  private readonly mappedCounts = new WeakMap<VolumeState, { epoch: number; gen: number; blocks: number; atMs: number; costMs: number }>();
   private readonly lock: PoolLock;
   private reclaimTimer: NodeJS.Timeout | null = null;
 
@@ -367,7 +369,7 @@ export class Pool {
     let mappedBlocks = 0;
     let snapshotCount = 0;
     for (const state of this.ctx.volumes.values()) {
-      mappedBlocks += (await this.ctx.meta.volumeUsage(state.id, state.record.headGen)).mappedBlocks;
+      mappedBlocks += await this.mappedBlocks(state);
       snapshotCount += state.snapshots.length;
     }
     const storedBytes = this.ctx.chunks.listPacks().reduce((sum, pack) => sum + pack.bytes, 0);
@@ -396,6 +398,27 @@ export class Pool {
       },
       frameCache: { bytes: this.ctx.frameCache.sizeBytes, hits: this.ctx.frameCache.hits, misses: this.ctx.frameCache.misses },
     };
+  }
+
+  /**
+   * Blocks the head of a volume maps, for pool statistics (read every few seconds by
+   * alerts, metrics and the console). Counting walks the volume's extent map, so the
+   * count is kept until the volume's rows change; a volume whose walk is expensive is
+   * then counted again only once the last count is older than a multiple of its cost,
+   * so frequent statistics never take more than a small share of the writer's time.
+   */
+  private async mappedBlocks(state: VolumeState): Promise<number> {
+    const epoch = this.ctx.meta.extentEpoch(state.id);
+    const gen = state.record.headGen;
+    const cached = this.mappedCounts.get(state);
+    if (cached !== undefined && cached.epoch === epoch && cached.gen === gen) return cached.blocks;
+    if (cached !== undefined && cached.costMs > limits.statsRecountCheapMs && Date.now() - cached.atMs < cached.costMs * limits.statsRecountCostFactor) {
+      return cached.blocks;
+    }
+    const start = performance.now();
+    const blocks = (await this.ctx.meta.volumeUsage(state.id, gen)).mappedBlocks;
+    this.mappedCounts.set(state, { epoch, gen, blocks, atMs: Date.now(), costMs: performance.now() - start });
+    return blocks;
   }
 
   async volumeStats(name: string): Promise<VolumeStats> {

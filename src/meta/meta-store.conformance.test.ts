@@ -108,6 +108,23 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     const atThree = await store.readExtents(volumeId, 0, 1, 3);
     expect(atThree[0].chunk).toBe(11);
     expect((await store.latestRows(volumeId, [0, 1, 5])).get(0)).toEqual({ block: 0, birth: 3, chunk: 11 });
+    // Reads after a change see it (whatever was cached), and the volume's epoch moves.
+    const epoch = store.extentEpoch(volumeId);
+    await store.commit({ extentDeletes: [{ volumeId, block: 0, birth: 3 }], extentWrites: [{ volumeId, block: 2, birth: 3, chunk: null }], refDeltas: new Map([[11, -1]]) });
+    expect(store.extentEpoch(volumeId)).not.toBe(epoch);
+    expect((await store.readExtents(volumeId, 0, 4, 3)).map((row) => [row.block, row.birth, row.chunk])).toEqual([
+      [0, 1, 10],
+      [1, 2, null],
+      [2, 3, null],
+    ]);
+    expect((await store.readExtents(volumeId, 0, 4, 2)).map((row) => [row.block, row.chunk])).toEqual([
+      [0, 10],
+      [1, null],
+      [2, ZERO_CHUNK],
+    ]);
+    const unchanged = store.extentEpoch(volumeId);
+    await store.commit({ poolValues: [{ key: 'k', value: 'v' }] });
+    expect(store.extentEpoch(volumeId)).toBe(unchanged);
   });
 
   it('pages rows born in an interval by (birth, block)', async () => {

@@ -241,6 +241,11 @@ export interface MetaStore {
   packFrameEnds(): Promise<Map<number, number>>;
 
   counters(): Promise<PoolCounters>;
+  /**
+   * A number that changes whenever the volume's extent rows change (within this open
+   * store): what was computed from the rows at one value still holds at the same value.
+   */
+  extentEpoch(volumeId: number): number;
   /** Mapped, unique and shared figures for one volume's head (or a snapshot gen). */
   volumeUsage(volumeId: number, gen: number): Promise<{ mappedBlocks: number; zeroBlocks: number; uniqueChunks: number; sharedChunks: number; uniqueStoredBytes: number }>;
 

@@ -134,6 +134,8 @@ export class SqliteMetaStore implements MetaStore {
   private readonly locations = new LocationTable(limits.metaLocationCacheEntries);
   /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
   private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
+  /** Per volume, a count of commits that changed its extent rows (see extentEpoch). */
+  private readonly extentEpochs = new Map<number, number>();
   /** Hash-prefix buckets that hold chunks (see PrefixFilter); built on first look-up. */
   private filter: PrefixFilter | null = null;
   /** Chunks that left each frame in the transaction being applied (see leaveFrame). */
@@ -399,6 +401,10 @@ export class SqliteMetaStore implements MetaStore {
   }
 
 
+  extentEpoch(volumeId: number): number {
+    return this.extentEpochs.get(volumeId) ?? 0;
+  }
+
   latestRows(volumeId: number, blocks: readonly number[]): Promise<Map<number, ExtentRow>> {
     return this.run('reading the extent map', () => {
       const result = new Map<number, ExtentRow>();
@@ -653,6 +659,9 @@ export class SqliteMetaStore implements MetaStore {
     for (const row of writes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = row.chunk;
     const write = this.sql('INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES (?, ?, ?, ?)');
     const remove = this.sql('DELETE FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
+    for (const volumeId of new Set([...touched.values()].map((entry) => entry.volumeId))) {
+      this.extentEpochs.set(volumeId, (this.extentEpochs.get(volumeId) ?? 0) + 1);
+    }
     for (const entry of touched.values()) {
       this.groups.forget(entry.volumeId, entry.grp);
       const runs = encodeGroup(entry.slots);
