@@ -81,6 +81,9 @@ describe.runIf(hasTool('qemu-system-x86_64', 'qemu-system-x86'))('QMP client aga
     expect((await commands.queryBlockstats()).some((entry) => entry.qdev?.includes('vd0'))).toBe(true);
     await expect(client.execute('no-such-command')).rejects.toMatchObject({ code: 'STRATA_E_QMP', details: { class: 'CommandNotFound' } });
     await expect(commands.blockdevDel('missing')).rejects.toMatchObject({ code: 'STRATA_E_QMP' });
+    await expect(commands.deviceDel('missing')).rejects.toMatchObject({ code: 'STRATA_E_QMP', details: { class: 'DeviceNotFound' } });
+    // Unplugging a PCIe device asks the guest (there is none to answer here): accepted.
+    await commands.deviceDel('vd0');
     const exited = new Promise((resolve) => child.once('exit', resolve));
     await commands.quit();
     await client.closed;

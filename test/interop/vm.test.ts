@@ -104,6 +104,39 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     return serial.recent().toString('utf8');
   }
 
+  /**
+   * `strata vm console boot` in a child process (stdin a pipe, not a terminal): it shows
+   * the console's backlog, sends what is typed (the guest's tty echoes it), and leaves on
+   * Ctrl-] with exit code 0.
+   */
+  async function expectTerminalConsole(token: string): Promise<void> {
+    const url = `http://127.0.0.1:${daemon.httpAddress!.port}`;
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/run.ts'), '--url', url, '--token', token, 'vm', 'console', 'boot'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    try {
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (data: Buffer) => (stdout += data.toString('utf8')));
+      child.stderr.on('data', (data: Buffer) => (stderr += data.toString('utf8')));
+      const until = async (what: () => boolean, label: string) => {
+        for (const deadline = Date.now() + 30_000; !what(); ) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}; stdout ${stdout}; stderr ${stderr}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      };
+      await until(() => stdout.includes('STRATA-READY'), 'the backlog');
+      expect(stderr).toContain('connected to the serial console of boot');
+      child.stdin.write('typed-into-console');
+      await until(() => stdout.includes('typed-into-console'), 'the echo of typed input');
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.stdin.write(Buffer.from([0x1d]));
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
+
   it('boots a VM from its volume, shows the marker on the serial console (also over WebSocket), and pauses and resumes it', async () => {
     await pool().createVolume('boot0', 8 * MiB);
     const created = await daemon.vms.create(guest('boot', ['boot0']));
@@ -123,6 +156,7 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     const refusal = await new Promise<{ code: number; reason: string }>((resolve) => refused.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
     expect(refusal.code).toBe(4401);
     expect(refusal.reason).toMatch(/^STRATA_E_UNAUTHORIZED: /);
+    await expectTerminalConsole(token);
     expect((await daemon.vms.pause('boot')).state).toBe('paused');
     expect((await daemon.vms.resume('boot')).state).toBe('running');
     const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
