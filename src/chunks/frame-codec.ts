@@ -40,7 +40,7 @@ export interface FrameHeader {
 /** Encodes blocks (each exactly blockSize bytes) into one frame record, compressing here. */
 export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Buffer[], hashes: readonly Buffer[]): Buffer {
   const payload = codec === 'none' ? null : compress(codec, blocks.length === 1 ? blocks[0] : Buffer.concat(blocks));
-  return frameRecord(codec, blockSize, blocks, payload, hashes);
+  return Buffer.concat(framePieces(codec, blockSize, blocks, payload, hashes));
 }
 
 /** True when a compressed payload saves enough of the raw bytes to be stored. */
@@ -49,26 +49,11 @@ export function worthCompressing(rawBytes: number, compressedBytes: number): boo
 }
 
 /**
- * Builds the record from raw blocks (each blockSize bytes) and their compressed form
- * (made here or on another thread). A payload that is null or saves too little
- * (worthCompressing) is not used: the frame is stored with codec "none", the blocks
- * copied straight into the record.
- */
-export function frameRecord(
-  codec: Codec,
-  blockSize: number,
-  blocks: readonly Buffer[],
-  compressed: Buffer | null,
-  hashes: readonly Buffer[],
-  /** The CRC-32 of the payload that will be stored, when the caller computed it already. */
-  payloadCrc?: number,
-): Buffer {
-  return Buffer.concat(framePieces(codec, blockSize, blocks, compressed, hashes, payloadCrc));
-}
-
-/**
- * The record of frameRecord as pieces to write back to back: the header (with its hash
- * table), then the compressed payload or the raw blocks themselves, not copied.
+ * A frame record from raw blocks (each blockSize bytes) and their compressed form (made
+ * here or on another thread), as pieces to write back to back: the header (with its
+ * hash table), then the compressed payload or the raw blocks themselves, not copied. A
+ * payload that is null or saves too little (worthCompressing) is not used: the frame is
+ * stored with codec "none".
  */
 export function framePieces(
   codec: Codec,
@@ -76,6 +61,7 @@ export function framePieces(
   blocks: readonly Buffer[],
   compressed: Buffer | null,
   hashes: readonly Buffer[],
+  /** The CRC-32 of the payload that will be stored, when the caller computed it already. */
   payloadCrc?: number,
 ): Buffer[] {
   const rawLength = blocks.length * blockSize;
