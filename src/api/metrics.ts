@@ -5,7 +5,7 @@
  * latency histogram per volume and operation. Pool gauges (capacity, stored, logical,
  * metadata, ratios, checksum errors, reclaim work) are read from the pools at scrape time.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry, type Metric } from 'prom-client';
 import type { BlockDevice } from '../engine/index.js';
 import type { PoolSummary } from './pool-summary.js';
 
@@ -28,30 +28,27 @@ export interface VmUsageSample {
   readonly disks: readonly { volume: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }[];
 }
 
+interface IoSeries {
+  readonly volume: string;
+  readonly op: IoOperation;
+  operations: number;
+  bytes: number;
+  seconds: number;
+  /** Observations per latency bucket (not cumulative); above the last bound only in the count. */
+  readonly buckets: Float64Array;
+}
+
 const latencyBucketsSeconds = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly operations: Counter<'volume' | 'op'>;
-  private readonly bytes: Counter<'volume' | 'op'>;
-  private readonly latency: Histogram<'volume' | 'op'>;
-  private readonly seriesByKey = new Map<
-    string,
-    { operations: ReturnType<Counter<'volume' | 'op'>['labels']>; bytes: ReturnType<Counter<'volume' | 'op'>['labels']>; latency: ReturnType<Histogram<'volume' | 'op'>['labels']> }
-  >();
+  /** Volume I/O counted on the I/O path in plain numbers; prom-client formats it at scrape time. */
+  private readonly io = new Map<string, IoSeries>();
   private readonly totals = new Map<string, { readOps: number; writeOps: number; otherOps: number; readBytes: number; writeBytes: number }>();
 
   constructor(pools: () => Promise<PoolSummary[]>, vms?: () => Promise<VmUsageSample[]>) {
     const registers = [this.registry];
-    this.operations = new Counter({ name: 'strata_volume_operations_total', help: 'Volume operations served', labelNames: ['volume', 'op'], registers });
-    this.bytes = new Counter({ name: 'strata_volume_bytes_total', help: 'Bytes read or written by volume operations', labelNames: ['volume', 'op'], registers });
-    this.latency = new Histogram({
-      name: 'strata_volume_operation_seconds',
-      help: 'Latency of volume operations',
-      labelNames: ['volume', 'op'],
-      buckets: latencyBucketsSeconds,
-      registers,
-    });
+    this.volumeIoMetrics();
     const poolGauges: [string, string, (pool: PoolSummary) => number][] = [
       ['strata_pool_capacity_bytes', 'Bytes the pool can hold (stored plus free on the host file system)', (p) => p.capacityBytes],
       ['strata_pool_available_bytes', 'Bytes still free for the pool on the host file system', (p) => p.availableBytes],
@@ -144,23 +141,51 @@ export class Metrics {
     }
   }
 
-  /** The labelled series of one volume and operation, looked up once (observe is on the I/O path). */
-  private series(volume: string, op: IoOperation) {
-    const key = `${op}\0${volume}`;
-    let series = this.seriesByKey.get(key);
-    if (!series) {
-      const labels = { volume, op };
-      series = { operations: this.operations.labels(labels), bytes: this.bytes.labels(labels), latency: this.latency.labels(labels) };
-      this.seriesByKey.set(key, series);
-    }
-    return series;
+  /**
+   * The volume I/O families. observe() runs for every NBD request, and a prom-client
+   * histogram observation costs over a microsecond (it hashes the labels each time), so
+   * the counts live in plain series here and these metric objects hand them to the
+   * registry (in prom-client's metric form) when it is scraped.
+   */
+  private volumeIoMetrics(): void {
+    const io = this.io;
+    const labels = (series: IoSeries) => ({ volume: series.volume, op: series.op });
+    const family = (name: string, help: string, type: 'counter' | 'histogram', values: () => { value: number; labels: Record<string, string | number>; metricName?: string }[]) =>
+      this.registry.registerMetric({ name, help, reset: () => undefined, get: async () => ({ name, help, type, values: values(), aggregator: 'sum' }) } as unknown as Metric);
+    family('strata_volume_operations_total', 'Volume operations served', 'counter', () => [...io.values()].map((series) => ({ value: series.operations, labels: labels(series) })));
+    family('strata_volume_bytes_total', 'Bytes read or written by volume operations', 'counter', () =>
+      [...io.values()].filter((series) => series.bytes > 0).map((series) => ({ value: series.bytes, labels: labels(series) })),
+    );
+    const name = 'strata_volume_operation_seconds';
+    family(name, 'Latency of volume operations', 'histogram', () =>
+      [...io.values()].flatMap((series) => {
+        let cumulative = 0;
+        const buckets = latencyBucketsSeconds.map((le, index) => {
+          cumulative += series.buckets[index];
+          return { value: cumulative, labels: { le, ...labels(series) }, metricName: `${name}_bucket` };
+        });
+        return [
+          ...buckets,
+          { value: series.operations, labels: { le: '+Inf', ...labels(series) }, metricName: `${name}_bucket` },
+          { value: series.seconds, labels: labels(series), metricName: `${name}_sum` },
+          { value: series.operations, labels: labels(series), metricName: `${name}_count` },
+        ];
+      }),
+    );
   }
 
   observe(volume: string, op: IoOperation, bytes: number, seconds: number): void {
-    const series = this.series(volume, op);
-    series.operations.inc();
-    if (bytes > 0) series.bytes.inc(bytes);
-    series.latency.observe(seconds);
+    const key = `${op}\0${volume}`;
+    let series = this.io.get(key);
+    if (series === undefined) {
+      series = { volume, op, operations: 0, bytes: 0, seconds: 0, buckets: new Float64Array(latencyBucketsSeconds.length) };
+      this.io.set(key, series);
+    }
+    series.operations += 1;
+    series.bytes += bytes;
+    series.seconds += seconds;
+    const bucket = latencyBucketsSeconds.findIndex((le) => seconds <= le);
+    if (bucket >= 0) series.buckets[bucket] += 1;
     let totals = this.totals.get(volume);
     if (!totals) {
       totals = { readOps: 0, writeOps: 0, otherOps: 0, readBytes: 0, writeBytes: 0 };
@@ -194,9 +219,9 @@ export class Metrics {
 /** A device that reports each operation to `metrics` under the volume's name. */
 export function instrumentDevice(device: BlockDevice, volume: string, metrics: Metrics): BlockDevice {
   const timed = async <T>(op: IoOperation, bytes: number, body: () => Promise<T>): Promise<T> => {
-    const start = process.hrtime.bigint();
+    const start = performance.now();
     const result = await body();
-    metrics.observe(volume, op, bytes, Number(process.hrtime.bigint() - start) / 1e9);
+    metrics.observe(volume, op, bytes, (performance.now() - start) / 1000);
     return result;
   };
   return {
