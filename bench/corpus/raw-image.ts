@@ -16,19 +16,20 @@ export async function importImage(file: string, device: BlockDevice, onProgress:
   try {
     const total = (await handle.stat()).size;
     const zero = Buffer.alloc(pieceBytes);
-    // Double buffering: the next piece is read (off this thread) while this one is written.
-    const readPiece = async (offset: number, buffer: Buffer) => {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(pieceBytes, total - offset), offset);
+    // The next piece is read (off this thread) while this one is written. Each piece is
+    // a buffer of its own, handed over to the engine (no copy of it there).
+    const readPiece = async (offset: number) => {
+      const buffer = Buffer.allocUnsafeSlow(Math.min(pieceBytes, total - offset));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
       return buffer.subarray(0, bytesRead);
     };
-    const buffers = [Buffer.alloc(pieceBytes), Buffer.alloc(pieceBytes)];
     let written = 0;
-    let next = total > 0 ? readPiece(0, buffers[0]) : null;
-    for (let offset = 0, turn = 0; next !== null; offset += pieceBytes, turn ^= 1) {
+    let next = total > 0 ? readPiece(0) : null;
+    for (let offset = 0; next !== null; offset += pieceBytes) {
       const data = await next;
-      next = offset + pieceBytes < total ? readPiece(offset + pieceBytes, buffers[turn ^ 1]) : null;
+      next = offset + pieceBytes < total ? readPiece(offset + pieceBytes) : null;
       if (!data.equals(zero.subarray(0, data.length))) {
-        await device.write(offset, data);
+        await device.write(offset, data, { adopt: true });
         written += data.length;
       }
       onProgress(offset + data.length, total);

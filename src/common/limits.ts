@@ -56,6 +56,8 @@ export const limits = {
    * typed arrays that grow to this bound as needed): 2^20 cover 4 GiB of 4 KiB chunks.
    */
   metaLocationCacheEntries: 1 << 20,
+  /** Hash prefixes whose latest chunk the metadata store remembers for dedup (12 bytes each). */
+  metaRecentChunkEntries: 1 << 20,
   /**
    * Extent groups (64 blocks each) the metadata store keeps decoded for reads: 16384
    * cover 4 GiB of a volume at 4 KiB blocks, in about 16 MiB.

@@ -26,6 +26,12 @@ export interface BlockExtent {
 export interface WriteOptions {
   /** Return only once this write is durable. */
   readonly fua?: boolean;
+  /**
+   * The caller hands the data buffer over and never reads or changes it again: the
+   * engine may keep it instead of a copy (it does when the buffer is most of the
+   * memory behind it, so a small view does not pin a large allocation).
+   */
+  readonly adopt?: boolean;
 }
 
 export interface ZeroOptions extends WriteOptions {

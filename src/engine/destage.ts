@@ -22,7 +22,7 @@
 import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
 import { framePieces, type FrameLocation } from '../chunks/index.js';
-import { ZERO_CHUNK, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
+import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
@@ -152,13 +152,22 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
  * hash. A healthy copy is preferred to one known to be damaged.
  */
 async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
-  const candidates = await ctx.meta.chunkCandidates(keys.map((key) => Buffer.from(key, 'latin1')));
   const result = new Map<string, { chunkId: number }>();
+  const confirmed = async (key: string, location: ChunkLocation) => (await ctx.chunkHash(location))?.equals(Buffer.from(key, 'latin1')) === true;
+  // The chunks the metadata store remembers for these prefixes first, then a query for
+  // the hashes they do not confirm.
+  const recent = ctx.meta.recentChunks(keys.map((key) => Buffer.from(key, 'latin1')));
+  const rest: string[] = [];
+  for (const key of keys) {
+    const location = recent.get(key);
+    if (location !== undefined && !ctx.suspectChunks.has(location.chunkId) && (await confirmed(key, location))) result.set(key, { chunkId: location.chunkId });
+    else rest.push(key);
+  }
+  if (rest.length === 0) return result;
+  const candidates = await ctx.meta.chunkCandidates(rest.map((key) => Buffer.from(key, 'latin1')));
   for (const [key, list] of candidates) {
-    const hash = Buffer.from(key, 'latin1');
     for (const candidate of list) {
-      const stored = await ctx.candidateHash(candidate);
-      if (stored === null || !stored.equals(hash)) continue;
+      if (!(await confirmed(key, candidate.location))) continue;
       result.set(key, { chunkId: candidate.chunkId });
       if (!ctx.suspectChunks.has(candidate.chunkId)) break;
     }

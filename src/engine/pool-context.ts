@@ -9,7 +9,7 @@ import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
 import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
-import { hashPrefix, type ChunkCandidate, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
+import { hashPrefix, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
@@ -333,8 +333,8 @@ export class PoolContext {
    * The full SHA-256 of a dedup candidate, read from its frame header (cached by frame),
    * or null when the header cannot be read or verified: such a candidate is not shared.
    */
-  async candidateHash(candidate: ChunkCandidate): Promise<Buffer | null> {
-    return (await this.headerHashes(candidate.location))?.[candidate.location.slot] ?? null;
+  async chunkHash(location: ChunkLocation): Promise<Buffer | null> {
+    return (await this.headerHashes(location))?.[location.slot] ?? null;
   }
 
   /**

@@ -279,8 +279,9 @@ export class VolumeHandle extends BaseHandle {
     checkRange(this, offset, data.length, limits.ioBytesMax);
     const size = this.ctx.blockSize;
     const end = offset + data.length;
-    // One copy of the caller's bytes (the caller may reuse them); whole blocks are views of it.
-    let copy: Buffer | null = null;
+    // One copy of the caller's bytes (the caller may reuse them), unless handed over;
+    // whole blocks are views of it.
+    let copy: Buffer | null = options.adopt === true && data.length * 2 >= data.buffer.byteLength ? data : null;
     for (let block = Math.floor(offset / size); block * size < end; block += 1) {
       const blockStart = block * size;
       const from = Math.max(offset, blockStart);

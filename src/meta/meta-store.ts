@@ -218,6 +218,12 @@ export interface MetaStore {
   rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]>;
 
   /**
+   * From memory only: for hashes whose prefix a recently stored or looked-up chunk has,
+   * that chunk's location (keys are hashes as latin1 strings). A hint, not an answer: the
+   * caller confirms the whole hash and asks chunkCandidates for the rest.
+   */
+  recentChunks(hashes: readonly Buffer[]): Map<string, ChunkLocation>;
+  /**
    * For each hash, the chunks whose hash prefix matches it, keyed by the hash bytes as a
    * latin1 string (hashes without candidates are absent). The caller confirms the full
    * hash against the frame header before sharing a chunk.

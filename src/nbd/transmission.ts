@@ -166,7 +166,8 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
     case NBD_CMD_READ:
       return sendRead(connection, chosen, request, await device.readPieces(request.offset, request.length));
     case NBD_CMD_WRITE:
-      if (request.length > 0) await device.write(request.offset, payload as Buffer, { fua });
+      // The payload buffer is this request's alone: the engine may keep it.
+      if (request.length > 0) await device.write(request.offset, payload as Buffer, { fua, adopt: true });
       else if (fua) await device.flush();
       break;
     case NBD_CMD_FLUSH:

@@ -99,3 +99,32 @@ export class LocationTable {
     }
   }
 }
+
+/**
+ * The chunk id last seen for each 32-bit hash prefix, direct-mapped (slot = prefix modulo
+ * the size, a fixed allocation of 12 bytes an entry made at first use). Dedup looks here
+ * before querying: a block written again soon after (an image sharing files with one
+ * just imported, a guest rewriting what it read) finds its chunk without SQLite.
+ */
+export class PrefixChunkTable {
+  private prefixes = new Int32Array(0);
+  private ids = new Float64Array(0);
+
+  constructor(private readonly entries: number) {}
+
+  get(prefix: number): number | undefined {
+    if (this.ids.length === 0) return undefined;
+    const at = (prefix >>> 0) % this.ids.length;
+    return this.ids[at] !== 0 && this.prefixes[at] === prefix ? this.ids[at] : undefined;
+  }
+
+  set(prefix: number, chunkId: number): void {
+    if (this.ids.length === 0) {
+      this.prefixes = new Int32Array(this.entries);
+      this.ids = new Float64Array(this.entries);
+    }
+    const at = (prefix >>> 0) % this.ids.length;
+    this.prefixes[at] = prefix;
+    this.ids[at] = chunkId;
+  }
+}

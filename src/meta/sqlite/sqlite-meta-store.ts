@@ -33,7 +33,7 @@ import {
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
 import { foldAt, GroupViewCache, type GroupRow, type GroupView } from './group-views.js';
-import { LocationTable } from './location-table.js';
+import { LocationTable, PrefixChunkTable } from './location-table.js';
 import { migrations } from './migrations.js';
 import { PrefixFilter } from './prefix-filter.js';
 
@@ -134,6 +134,8 @@ export class SqliteMetaStore implements MetaStore {
   private readonly locations = new LocationTable(limits.metaLocationCacheEntries);
   /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
   private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
+  /** The chunk last stored or looked up per hash prefix (see recentChunks). */
+  private readonly recentByPrefix = new PrefixChunkTable(limits.metaRecentChunkEntries);
   /** Per volume, a count of commits that changed its extent rows (see extentEpoch). */
   private readonly extentEpochs = new Map<number, number>();
   /** Hash-prefix buckets that hold chunks (see PrefixFilter); built on first look-up. */
@@ -513,6 +515,17 @@ export class SqliteMetaStore implements MetaStore {
     return this.filter;
   }
 
+  recentChunks(hashes: readonly Buffer[]): Map<string, ChunkLocation> {
+    const result = new Map<string, ChunkLocation>();
+    for (const hash of hashes) {
+      const chunkId = this.recentByPrefix.get(hashPrefix(hash));
+      // A chunk that died or moved has left the location table: no hint then.
+      const location = chunkId === undefined ? undefined : this.locations.get(chunkId);
+      if (location !== undefined) result.set(hash.toString('latin1'), location);
+    }
+    return result;
+  }
+
   chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>> {
     return this.run('looking up chunk hashes', () => {
       // Rows as arrays (raw mode): this runs once per block a destage stores.
@@ -529,11 +542,12 @@ export class SqliteMetaStore implements MetaStore {
         if (rows.length === 0) continue;
         result.set(
           hash.toString('latin1'),
-          rows.map(([chunkId, refs, frameId, slot, packId, offset, length, frameChunks]) => ({
-            chunkId,
-            refs,
-            location: { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks },
-          })),
+          rows.map(([chunkId, refs, frameId, slot, packId, offset, length, frameChunks]) => {
+            const location = { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks };
+            this.locations.set(location);
+            this.recentByPrefix.set(prefix, chunkId);
+            return { chunkId, refs, location };
+          }),
         );
       }
       return result;
@@ -580,9 +594,11 @@ export class SqliteMetaStore implements MetaStore {
     for (const chunk of changes.chunks) {
       const frame = frames.get(chunk.frameId);
       if (frame === undefined) continue;
+      const prefix = hashPrefix(chunk.hash);
+      this.recentByPrefix.set(prefix, chunk.id);
       this.locations.set({
         chunkId: chunk.id,
-        hashPrefix: hashPrefix(chunk.hash),
+        hashPrefix: prefix,
         frameId: frame.id,
         slot: chunk.slot,
         packId: frame.packId,
