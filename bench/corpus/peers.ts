@@ -67,6 +67,8 @@ export interface MeasureOptions {
   commandTimeoutMs?: number;
   /** Read every image once before measuring (default: true). */
   warmCache?: boolean;
+  /** Runs before each tool variant is measured (the benchmark warms page-cache memory). */
+  beforeEach?: () => void;
 }
 
 /** borg chunker variants, in measuring order. */
@@ -390,6 +392,7 @@ export async function measurePeers(
       results.push({ tool: "borg", variant, storedBytes: 0, ingestMs: 0, available: false, reason: borg.reason, version: borg.version });
       continue;
     }
+    opts.beforeEach?.();
     const m = await measureBorg(paths, root, chunker, opts);
     results.push({ tool: "borg", variant, ...m, available: true, version: borg.version });
   }
@@ -400,6 +403,7 @@ export async function measurePeers(
   if (restic.reason) {
     results.push({ tool: "restic", variant: resticVariant, storedBytes: 0, ingestMs: 0, available: false, reason: restic.reason, version: restic.version });
   } else {
+    opts.beforeEach?.();
     const m = await measureRestic(paths, root, opts);
     results.push({ tool: "restic", variant: resticVariant, ...m, available: true, version: restic.version });
   }

@@ -10,7 +10,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GiB, have, MiB, printTable, withScratch } from '../support.js';
+import { GiB, have, MiB, printTable, warmPageCache, withScratch } from '../support.js';
 
 const sizeBytes = Number(process.env.STRATA_BENCH_NBD_BYTES ?? GiB);
 const runtimeSeconds = Number(process.env.STRATA_BENCH_NBD_SECONDS ?? 10);
@@ -120,6 +120,7 @@ export async function benchNbd(): Promise<void> {
   for (const target of targets().filter((t) => serverFilter === null || serverFilter.some((part) => t.name.includes(part)))) {
     await withScratch('nbd', async (dir) => {
       port += 1;
+      warmPageCache(dir, 2 * sizeBytes);
       const child = target.start(dir, port);
       try {
         await waitForPort(port, child);
