@@ -1,8 +1,8 @@
 /*
  * When buffered writes are destaged: on flush/FUA; in the background once the buffer
  * is half full (writers go on filling the other half meanwhile, so a steady writer
- * keeps the destage pipeline busy); synchronously when it is full (writers wait:
- * backpressure); and from a short timer so data does not sit volatile for long. All
+ * keeps the destage pipeline busy); when it is full, writers wait for the destage
+ * under way, or for one of their own if none is (backpressure); and from a short timer so data does not sit volatile for long. All
  * go through the pool writer lock.
  */
 import type { PoolContext } from './pool-context.js';
@@ -39,7 +39,12 @@ export function cancelWriteback(ctx: PoolContext): void {
 /** Called after buffering: waits for a destage when the buffer is over its bound. */
 export async function backpressure(ctx: PoolContext): Promise<void> {
   const bound = ctx.tuning.writeBufferBytesMax;
-  if (ctx.dirtyBytes > bound) return flushPool(ctx);
+  if (ctx.dirtyBytes > bound) {
+    // Wait for the destage under way (it frees the half it holds), not for a flush of
+    // everything: the writer then fills the buffer while the next destage runs.
+    if (ctx.writer.locked) await ctx.writer.run(() => Promise.resolve());
+    if (ctx.dirtyBytes > bound) return flushPool(ctx);
+  }
   if (ctx.dirtyBytes > bound / 2 && !ctx.writer.locked) {
     flushPool(ctx).catch(() => {
       // The data stays buffered; the next flush reports the error to its caller.
