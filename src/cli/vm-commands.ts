@@ -144,6 +144,9 @@ async function attachConsole(url: string, token: string | undefined, name: strin
   address.protocol = address.protocol === 'https:' ? 'wss:' : 'ws:';
   if (token) address.searchParams.set('access_token', token);
   const socket = new WebSocket(address);
+  // Listening from the start: the backlog may arrive with the upgrade answer, and a
+  // message emitted before a listener exists is lost.
+  socket.on('message', (data: Buffer) => process.stdout.write(data));
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
     socket.once('unexpected-response', (_request, response) => reject(new StrataError('STRATA_E_IO', `the console answered HTTP ${response.statusCode}`)));
@@ -157,7 +160,6 @@ async function attachConsole(url: string, token: string | undefined, name: strin
     else socket.send(data);
   };
   process.stdin.on('data', onInput);
-  socket.on('message', (data: Buffer) => process.stdout.write(data));
   await new Promise<void>((resolve) => socket.once('close', () => resolve()));
   process.stdin.off('data', onInput);
   if (raw) process.stdin.setRawMode(false);
