@@ -69,7 +69,7 @@ describe.runIf(haveChromium)('web console in chromium', () => {
     }
   });
 
-  const { step, byTest, seeAlert, seeNotice } = pageSteps(() => page, '');
+  const { step, byTest, seeAlert, seeNotice, confirmDialog } = pageSteps(() => page, '');
   const volumeRow = (name: string) => byTest('volume-row', `[data-volume="${name}"]`);
   const snapshotItem = (name: string) => byTest('snapshot', `[data-snapshot="${name}"]`);
 
@@ -80,17 +80,6 @@ describe.runIf(haveChromium)('web console in chromium', () => {
       [`[data-test="${test}"]`, min] as const,
     );
     return Number(await byTest(test).getAttribute('data-value'));
-  }
-
-  /** Confirms the open dialog: with fields, by filling them and pressing Enter in the last. */
-  async function confirmDialog(fill: Record<string, string> = {}): Promise<void> {
-    const dialog = byTest('dialog');
-    await dialog.waitFor();
-    const fields = Object.entries(fill);
-    for (const [field, value] of fields) await byTest(`dialog-${field}`).fill(value);
-    if (fields.length > 0) await byTest(`dialog-${fields.at(-1)![0]}`).press('Enter');
-    else await byTest('dialog-confirm').click();
-    await dialog.waitFor({ state: 'detached' });
   }
 
   async function open(section: 'dashboard' | 'volumes' | 'exports' | 'tasks' | 'events', ready: Locator): Promise<void> {

@@ -84,7 +84,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
     }
   });
 
-  const { step, byTest, seeAlert, seeNotice } = pageSteps(() => page, 'vm-');
+  const { step, byTest, seeAlert, seeNotice, confirmDialog } = pageSteps(() => page, 'vm-');
   const vmRow = (name: string) => byTest('vm-row', `[data-vm="${name}"]`);
   const snapshotRow = (name: string) => byTest('vm-snapshot', `[data-snapshot="${name}"]`);
   const terminalText = (text: string) => byTest('serial-terminal').locator('.xterm-rows').filter({ hasText: text });
@@ -196,10 +196,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
 
     await step('force-stopped', async () => {
       await byTest('vm-buttons').locator('[data-test="vm-stop"]').click();
-      await byTest('dialog').waitFor();
-      await byTest('dialog-force').check();
-      await byTest('dialog-confirm').click();
-      await byTest('dialog').waitFor({ state: 'detached' });
+      await confirmDialog({}, ['force']);
       await seeNotice('VM tiny stopped', 60_000);
       await byTest('vm-detail').locator('[data-test="vm-state"][data-state="stopped"]').waitFor();
       expect(daemon!.vms.get('tiny').state).toBe('stopped');
@@ -219,7 +216,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
       expect(await snapshotRow('snap2').locator('[data-test="vm-snapshot-method"]').getAttribute('data-value')).toBe('offline');
       await snapshotRow('snap1').locator('[data-test="vm-snapshot-restore"]').click();
       await byTest('dialog').filter({ hasText: 'The newer snapshots snap2 are destroyed' }).waitFor();
-      await byTest('dialog-confirm').click();
+      await confirmDialog();
       await seeNotice('VM tiny restored to snap1');
       await snapshotRow('snap2').waitFor({ state: 'detached' });
       expect(daemon!.vms.get('tiny').snapshots.map((snapshot) => snapshot.name)).toEqual(['snap1']);
@@ -227,9 +224,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
 
     await step('cloned-to-a-new-vm', async () => {
       await snapshotRow('snap1').locator('[data-test="vm-snapshot-clone"]').click();
-      await byTest('dialog').waitFor();
-      await byTest('dialog-name').fill('tiny-copy');
-      await byTest('dialog-name').press('Enter');
+      await confirmDialog({ name: 'tiny-copy' });
       await seeNotice('VM tiny-copy cloned from tiny@snap1');
       await byTest('nav-vms').click();
       await vmRow('tiny-copy').waitFor();
@@ -250,9 +245,7 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
 
     await step('clone-deleted-with-its-volume', async () => {
       await vmRow('tiny-copy').locator('[data-test="vm-delete"]').click();
-      await byTest('dialog').waitFor();
-      await byTest('dialog-withVolumes').check();
-      await byTest('dialog-confirm').click();
+      await confirmDialog({}, ['withVolumes']);
       await vmRow('tiny-copy').waitFor({ state: 'detached' });
       await seeNotice('VM tiny-copy deleted with its volumes tiny-copy-disk0, tiny-copy-disk1');
       for (const volume of ['tiny-copy-disk0', 'tiny-copy-disk1']) expect((await api('GET', `/api/v1/volumes/${volume}`)).status).toBe(404);

@@ -43,5 +43,20 @@ export function pageSteps(current: () => Page, prefix = '') {
     async seeNotice(text: string | RegExp, timeout?: number): Promise<void> {
       await current().getByRole('status').filter({ hasText: text }).waitFor({ timeout });
     },
+    /**
+     * Confirms the open dialog: ticks the `check` boxes, then with fields fills them and
+     * presses Enter in the last, else clicks confirm; waits until the dialog is gone.
+     */
+    async confirmDialog(fill: Record<string, string> = {}, check: readonly string[] = []): Promise<void> {
+      const byTest = (test: string) => current().locator(`[data-test="${test}"]`);
+      const dialog = byTest('dialog');
+      await dialog.waitFor();
+      for (const box of check) await byTest(`dialog-${box}`).check();
+      const fields = Object.entries(fill);
+      for (const [field, value] of fields) await byTest(`dialog-${field}`).fill(value);
+      if (fields.length > 0) await byTest(`dialog-${fields.at(-1)![0]}`).press('Enter');
+      else await byTest('dialog-confirm').click();
+      await dialog.waitFor({ state: 'detached' });
+    },
   };
 }
