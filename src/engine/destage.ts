@@ -153,18 +153,19 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
  */
 async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
   const result = new Map<string, { chunkId: number }>();
-  const confirmed = async (key: string, location: ChunkLocation) => (await ctx.chunkHash(location))?.equals(Buffer.from(key, 'latin1')) === true;
+  const hashes = new Map(keys.map((key) => [key, Buffer.from(key, 'latin1')]));
+  const confirmed = async (key: string, location: ChunkLocation) => (await ctx.chunkHash(location))?.equals(hashes.get(key) as Buffer) === true;
   // The chunks the metadata store remembers for these prefixes first, then a query for
   // the hashes they do not confirm.
-  const recent = ctx.meta.recentChunks(keys.map((key) => Buffer.from(key, 'latin1')));
-  const rest: string[] = [];
-  for (const key of keys) {
+  const recent = ctx.meta.recentChunks([...hashes.values()]);
+  const rest: Buffer[] = [];
+  for (const [key, hash] of hashes) {
     const location = recent.get(key);
     if (location !== undefined && !ctx.suspectChunks.has(location.chunkId) && (await confirmed(key, location))) result.set(key, { chunkId: location.chunkId });
-    else rest.push(key);
+    else rest.push(hash);
   }
   if (rest.length === 0) return result;
-  const candidates = await ctx.meta.chunkCandidates(rest.map((key) => Buffer.from(key, 'latin1')));
+  const candidates = await ctx.meta.chunkCandidates(rest);
   for (const [key, list] of candidates) {
     for (const candidate of list) {
       if (!(await confirmed(key, candidate.location))) continue;

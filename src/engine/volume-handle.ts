@@ -159,9 +159,12 @@ abstract class BaseHandle implements BlockDevice {
     const out = Buffer.allocUnsafe(length);
     let at = 0;
     for (const piece of pieces) {
-      if (typeof piece === 'number') out.fill(0, at, at + piece);
-      else piece.copy(out, at);
-      at += typeof piece === 'number' ? piece : piece.length;
+      if (typeof piece === 'number') {
+        out.fill(0, at, at + piece);
+        at += piece;
+      } else {
+        at += piece.copy(out, at);
+      }
     }
     return out;
   }

@@ -2,8 +2,8 @@
  * When buffered writes are destaged: on flush/FUA; in the background once the buffer
  * is half full (writers go on filling the other half meanwhile, so a steady writer
  * keeps the destage pipeline busy); when it is full, writers wait for the destage
- * under way, or for one of their own if none is (backpressure); and from a short timer so data does not sit volatile for long. All
- * go through the pool writer lock.
+ * under way, or for one of their own if none is (backpressure); and from a short
+ * timer so data does not sit volatile for long. All go through the pool writer lock.
  */
 import type { PoolContext } from './pool-context.js';
 import { destageAll } from './destage.js';

@@ -28,17 +28,7 @@ export class LocationTable {
   get(chunkId: number): ChunkLocation | undefined {
     if (this.size === 0) return undefined;
     const at = chunkId % this.size;
-    if (this.ids[at] !== chunkId) return undefined;
-    return {
-      chunkId,
-      hashPrefix: this.prefixes[at],
-      frameId: this.frameIds[at],
-      slot: this.slots[at],
-      packId: this.packIds[at],
-      offset: this.offsets[at],
-      length: this.lengths[at],
-      frameChunks: this.frameChunks[at],
-    };
+    return this.ids[at] === chunkId ? this.entryAt(at) : undefined;
   }
 
   set(location: ChunkLocation): void {
@@ -73,8 +63,23 @@ export class LocationTable {
     return 2 ** Math.floor(Math.log2(Math.max(1, this.entriesMax)));
   }
 
+  private entryAt(at: number): ChunkLocation {
+    return {
+      chunkId: this.ids[at],
+      hashPrefix: this.prefixes[at],
+      frameId: this.frameIds[at],
+      slot: this.slots[at],
+      packId: this.packIds[at],
+      offset: this.offsets[at],
+      length: this.lengths[at],
+      frameChunks: this.frameChunks[at],
+    };
+  }
+
+  /** New arrays of `entries` slots, holding what the old ones held (growth is rare). */
   private resize(entries: number): void {
-    const old = { ids: this.ids, prefixes: this.prefixes, frameIds: this.frameIds, slots: this.slots, packIds: this.packIds, offsets: this.offsets, lengths: this.lengths, frameChunks: this.frameChunks };
+    const held: ChunkLocation[] = [];
+    for (let at = 0; at < this.size; at += 1) if (this.ids[at] !== 0) held.push(this.entryAt(at));
     this.size = entries;
     this.ids = new Float64Array(entries);
     this.prefixes = new Int32Array(entries);
@@ -84,19 +89,8 @@ export class LocationTable {
     this.offsets = new Float64Array(entries);
     this.lengths = new Uint32Array(entries);
     this.frameChunks = new Uint16Array(entries);
-    for (let from = 0; from < old.ids.length; from += 1) {
-      const id = old.ids[from];
-      if (id === 0) continue;
-      const at = id % entries;
-      this.ids[at] = id;
-      this.prefixes[at] = old.prefixes[from];
-      this.frameIds[at] = old.frameIds[from];
-      this.slots[at] = old.slots[from];
-      this.packIds[at] = old.packIds[from];
-      this.offsets[at] = old.offsets[from];
-      this.lengths[at] = old.lengths[from];
-      this.frameChunks[at] = old.frameChunks[from];
-    }
+    // Distinct slots modulo the old size stay distinct modulo twice it: no collision here.
+    for (const location of held) this.set(location);
   }
 }
 

@@ -79,6 +79,9 @@ function toFrame(row: FrameRow): FrameRecord {
   };
 }
 
+/** The columns a chunk location is read from, in ChunkLocation's order (rows in raw mode). */
+const locationColumns = 'c.id, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count';
+
 /** Chunk ids closer than this are located with one range query. */
 const locateGapMax = 32;
 
@@ -382,8 +385,7 @@ export class SqliteMetaStore implements MetaStore {
     // Rows as arrays (raw mode): a large read locates hundreds of chunks, and building
     // the row objects costs better-sqlite3 more than the query does.
     const statement = this.sql(
-      `SELECT c.id, c.hash_prefix, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
-         FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ? /* raw */`,
+      `SELECT ${locationColumns} FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.id >= ? AND c.id <= ? /* raw */`,
     ).raw(true);
     for (let index = 0; index < ids.length; ) {
       let last = index;
@@ -392,16 +394,22 @@ export class SqliteMetaStore implements MetaStore {
       // frame's chunks) come at little extra cost and spare later random reads a query.
       const from = ids[index] - (ids[index] % locateGapMax);
       const to = ids[last] - (ids[last] % locateGapMax) + locateGapMax - 1;
-      for (const [chunkId, prefix, frameId, slot, packId, offset, length, frameChunks] of statement.all(from, to) as number[][]) {
-        const location: ChunkLocation = { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks };
-        result.set(chunkId, location);
-        this.locations.set(location);
+      for (const row of statement.all(from, to) as number[][]) {
+        const location = this.rememberRow(row);
+        result.set(location.chunkId, location);
       }
       index = last + 1;
     }
     return result;
   }
 
+
+  /** A chunk location from a raw row of `locationColumns`, remembered in the location table. */
+  private rememberRow([chunkId, hashPrefix, frameId, slot, packId, offset, length, frameChunks]: number[]): ChunkLocation {
+    const location: ChunkLocation = { chunkId, hashPrefix, frameId, slot, packId, offset, length, frameChunks };
+    this.locations.set(location);
+    return location;
+  }
 
   extentEpoch(volumeId: number): number {
     return this.extentEpochs.get(volumeId) ?? 0;
@@ -530,8 +538,7 @@ export class SqliteMetaStore implements MetaStore {
     return this.run('looking up chunk hashes', () => {
       // Rows as arrays (raw mode): this runs once per block a destage stores.
       const statement = this.sql(
-        `SELECT c.id, c.refs, c.frame_id, c.slot, f.pack_id, f.offset, f.length, f.chunk_count
-           FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ? /* raw */`,
+        `SELECT ${locationColumns}, c.refs FROM chunk c JOIN frame f ON f.id = c.frame_id WHERE c.hash_prefix = ? /* raw */`,
       ).raw(true);
       const result = new Map<string, ChunkCandidate[]>();
       const filter = this.prefixFilter();
@@ -542,11 +549,10 @@ export class SqliteMetaStore implements MetaStore {
         if (rows.length === 0) continue;
         result.set(
           hash.toString('latin1'),
-          rows.map(([chunkId, refs, frameId, slot, packId, offset, length, frameChunks]) => {
-            const location = { chunkId, hashPrefix: prefix, frameId, slot, packId, offset, length, frameChunks };
-            this.locations.set(location);
-            this.recentByPrefix.set(prefix, chunkId);
-            return { chunkId, refs, location };
+          rows.map((row) => {
+            const location = this.rememberRow(row);
+            this.recentByPrefix.set(prefix, location.chunkId);
+            return { chunkId: location.chunkId, refs: row[8], location };
           }),
         );
       }
@@ -675,10 +681,9 @@ export class SqliteMetaStore implements MetaStore {
     for (const row of writes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = row.chunk;
     const write = this.sql('INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES (?, ?, ?, ?)');
     const remove = this.sql('DELETE FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
-    for (const volumeId of new Set([...touched.values()].map((entry) => entry.volumeId))) {
-      this.extentEpochs.set(volumeId, (this.extentEpochs.get(volumeId) ?? 0) + 1);
-    }
     for (const entry of touched.values()) {
+      // Moved once per touched group: the number only has to change.
+      this.extentEpochs.set(entry.volumeId, (this.extentEpochs.get(entry.volumeId) ?? 0) + 1);
       this.groups.forget(entry.volumeId, entry.grp);
       const runs = encodeGroup(entry.slots);
       if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
