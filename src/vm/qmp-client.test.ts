@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { limits } from '../common/limits.js';
 import { makeTempDir, removeTempDir } from '../../test/helpers/temp-pool.js';
 import { hasTool } from '../../test/helpers/tools.js';
-import { chooseAccel } from './accelerator.js';
+import { chooseAccel, probeKernel } from './accelerator.js';
 import { GuestAgent } from './agent-client.js';
 import { QmpClient, QmpCommands } from './qmp-client.js';
 
@@ -95,6 +95,14 @@ describe.runIf(hasTool('qemu-system-x86_64', 'qemu-system-x86'))('QMP client aga
   it('finds no guest agent in a guest without one, within the timeout', async () => {
     const { agent } = await startQemu();
     await expect(GuestAgent.connect(agent, { timeoutMs: 300 })).rejects.toMatchObject({ code: 'STRATA_E_GUEST_AGENT' });
+  });
+
+  it('probes KVM with the newest kernel in /boot, numerically', () => {
+    const boot = tempDir();
+    expect(probeKernel(boot)).toBeNull();
+    expect(probeKernel(path.join(boot, 'missing'))).toBeNull();
+    for (const name of ['vmlinuz-6.1.0-9-amd64', 'vmlinuz-6.1.0-10-amd64', 'config-6.1.0-11-amd64']) fs.writeFileSync(path.join(boot, name), '');
+    expect(probeKernel(boot)).toBe(path.join(boot, 'vmlinuz-6.1.0-10-amd64'));
   });
 
   it('chooses an accelerator with a reason, and STRATA_ACCEL forces TCG', async () => {
