@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, LocalPackStore, type ChunkStore } from './index.js';
+import { nodeFileIo } from './local/file-io.js';
 import { createHash } from 'node:crypto';
 
 interface Driver {
@@ -14,9 +15,9 @@ interface Driver {
   open(options: { packBytesMax: number }): ChunkStore;
 }
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 const drivers: Driver[] = [
@@ -78,6 +79,7 @@ describe.each(drivers)('ChunkStore conformance: $name', (driver) => {
     const store = driver.open({ packBytesMax: 1 << 20 });
     const kept = store.append(frame(1));
     const dropped = store.append(frame(2));
+    await store.settle();
     store.truncate(kept.packId, kept.offset + kept.length);
     await expect(store.read(dropped)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
     expect(store.listPacks()).toEqual([{ packId: kept.packId, bytes: kept.length }]);
@@ -90,5 +92,30 @@ describe.each(drivers)('ChunkStore conformance: $name', (driver) => {
     const store = driver.open({ packBytesMax: 1 << 20 });
     if (store instanceof LocalPackStore) store.reserveIdsBelow(42);
     expect(store.append(frame(1)).packId).toBeGreaterThanOrEqual(42);
+  });
+});
+
+describe('local packs: a failed write', () => {
+  it('is reported by settle and sync, and truncate cuts the pack back', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    let failing = false;
+    const io = { ...nodeFileIo, writev: (...args: Parameters<typeof nodeFileIo.writev>) => (failing ? Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })) : nodeFileIo.writev(...args)) };
+    const store = new LocalPackStore(dir, { io });
+    cleanups.push(() => store.close());
+    const kept = store.append(frame(1));
+    await store.sync();
+    failing = true;
+    const lost = store.append(frame(2));
+    await expect(store.sync()).rejects.toMatchObject({ code: 'STRATA_E_IO' });
+    await store.settle();
+    store.truncate(lost.packId, lost.offset);
+    failing = false;
+    const again = store.append(frame(3));
+    await store.sync();
+    expect(again.offset).toBe(lost.offset);
+    expect((await store.read(kept)).equals(frame(1))).toBe(true);
+    expect((await store.read(again)).equals(frame(3))).toBe(true);
+    expect(store.listPacks()).toEqual([{ packId: kept.packId, bytes: again.offset + again.length }]);
   });
 });

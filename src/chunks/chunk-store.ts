@@ -12,18 +12,22 @@ export interface FrameLocation {
 
 export interface ChunkStore {
   /**
-   * Appends one frame record to the open pack and returns where it landed. The bytes are
-   * not durable until sync() resolves. When the open pack has reached its size limit it
+   * Appends one frame record to the open pack and returns where it landed. The write
+   * may still be under way when this returns (settle() waits for it); the bytes are not
+   * readable before settle() nor durable before sync() resolves. When the open pack has reached its size limit it
    * is sealed first and a new one opened.
    */
   append(record: Buffer): FrameLocation;
   /**
    * Appends records given as pieces (written back to back, without joining them first),
    * in order, with as few writes as possible; as append, a full pack is sealed between
-   * records. On failure nothing of the call stays referenced (the pack is cut back).
+   * records. A failed write is reported by the next settle() or sync(), and nothing of
+   * it stays referenced (the pack is cut back to where it began).
    */
   appendMany(records: readonly (readonly Buffer[])[]): FrameLocation[];
-  /** Resolves once every byte appended so far is durable (data and directory entries). */
+  /** Waits for the appends under way; rejects with the first that failed since the last settle. */
+  settle(): Promise<void>;
+  /** Settles, then resolves once every byte appended so far is durable (data and directory entries). */
   sync(): Promise<void>;
   /** Reads `length` bytes at `offset` of a pack. STRATA_E_CHUNK_MISSING if it is gone or short. */
   read(location: FrameLocation): Promise<Buffer>;
@@ -38,5 +42,6 @@ export interface ChunkStore {
   deletePack(packId: number): void;
   /** Ids of every pack present, with sizes. */
   listPacks(): { packId: number; bytes: number }[];
-  close(): void;
+  /** Waits for appends under way, then closes every descriptor. */
+  close(): Promise<void>;
 }

@@ -63,7 +63,7 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
   try {
     await destageFrozen(ctx, frozen, packStarts);
   } catch (error) {
-    restore(ctx, frozen, packStarts);
+    await restore(ctx, frozen, packStarts);
     throw error;
   }
   for (const volume of frozen) {
@@ -75,7 +75,7 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
   ctx.counters.destages += 1;
 }
 
-function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): void {
+async function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
   for (const volume of frozen) {
     const buffer = volume.buffer;
     for (const [block, entry] of buffer.destaging!) {
@@ -84,6 +84,15 @@ function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number
     }
     buffer.destaging = null;
   }
+  await cutBack(ctx, packStarts);
+}
+
+/**
+ * After a failed destage or compaction: waits for its appends still under way, then cuts
+ * each pack it wrote back to where it began.
+ */
+export async function cutBack(ctx: PoolContext, packStarts: Map<number, number>): Promise<void> {
+  await ctx.chunks.settle().catch(() => undefined);
   for (const [packId, start] of packStarts) {
     try {
       ctx.chunks.truncate(packId, start);

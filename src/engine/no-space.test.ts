@@ -44,9 +44,9 @@ describe('a full file system', () => {
     let full = false;
     const io: FileIo = {
       ...nodeFileIo,
-      writevSync: (...args) => {
-        if (full) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-        return nodeFileIo.writevSync(...args);
+      writev: (...args) => {
+        if (full) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+        return nodeFileIo.writev(...args);
       },
     };
     const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, io });

@@ -454,7 +454,7 @@ export class Pool {
     } finally {
       this.ctx.closed = true;
       try {
-        this.ctx.chunks.close();
+        await this.ctx.chunks.close();
         await this.ctx.offload.close();
         await this.ctx.readOffload.close();
         await this.ctx.meta.close();

@@ -13,7 +13,7 @@
  */
 import { decodeFrame, encodeFrame } from '../chunks/index.js';
 import type { MetaChanges, PackRecord } from '../meta/index.js';
-import { noteAppend, recordPacks } from './destage.js';
+import { cutBack, noteAppend, recordPacks } from './destage.js';
 import { sha256, type PoolContext } from './pool-context.js';
 import { isStrataError, StrataError } from '../common/errors.js';
 
@@ -89,7 +89,7 @@ async function compactPack(ctx: PoolContext, pack: PackRecord): Promise<number> 
     await ctx.meta.commit(changes);
     return rewritten;
   } catch (error) {
-    for (const [packId, start] of packStarts) ctx.chunks.truncate(packId, start);
+    await cutBack(ctx, packStarts);
     throw error;
   }
 }

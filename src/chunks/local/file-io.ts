@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 export interface FileIo {
   openSync(path: string, flags: string): number;
   closeSync(fd: number): void;
-  /** Writes the buffers back to back at `position` with one system call; may write less. */
-  writevSync(fd: number, buffers: readonly Buffer[], position: number): number;
+  /** Writes the buffers back to back at `position` with one system call (on libuv's thread pool); may write less. */
+  writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number>;
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   fsync(fd: number): Promise<void>;
   ftruncateSync(fd: number, length: number): void;
@@ -21,7 +21,10 @@ export interface FileIo {
 export const nodeFileIo: FileIo = {
   openSync: (path, flags) => fs.openSync(path, flags),
   closeSync: (fd) => fs.closeSync(fd),
-  writevSync: (fd, buffers, position) => fs.writevSync(fd, buffers as Buffer[], position),
+  writev: (fd, buffers, position) =>
+    new Promise((resolve, reject) => {
+      fs.writev(fd, buffers as Buffer[], position, (error, written) => (error ? reject(error) : resolve(written)));
+    }),
   readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
   fsync: (fd) =>
     new Promise((resolve, reject) => {

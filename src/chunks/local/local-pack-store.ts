@@ -1,9 +1,12 @@
 /*
  * Local pack files (the embedded ChunkStore): `packs/pack-<id>.pack`, append-only,
- * sealed once they pass packBytesMax. Appends are plain positional writes into the page
- * cache; sync() fdatasyncs every pack written since the last sync, plus the directory
- * when a pack file was created, and only then may the engine commit metadata that points
- * into them. Reads use a small table of open descriptors.
+ * sealed once they pass packBytesMax. Appends are positional writes into the page cache,
+ * made on libuv's thread pool: the caller gets the locations at once and goes on (on a
+ * small machine the copy into fresh page-cache memory is the largest single cost of a
+ * write, and this way it overlaps the next request's work); settle() waits for them.
+ * sync() settles, then fdatasyncs every pack written since the last sync, plus the
+ * directory when a pack file was created, and only then may the engine commit metadata
+ * that points into them. Reads use a small table of open descriptors.
  *
  * A pool always starts a fresh pack when it opens, so a pack torn by a crash is never
  * appended to again; the engine cuts its unreferenced tail at open.
@@ -41,6 +44,9 @@ export class LocalPackStore implements ChunkStore {
   private current: { packId: number; fd: number; bytes: number } | null = null;
   private sealed: { packId: number; bytes: number }[] = [];
   private nextPackId: number;
+  /** Appends under way, and the first failure among them since the last settle(). */
+  private readonly writing = new Set<Promise<void>>();
+  private writeFailure: unknown = null;
 
   constructor(dir: string, options: LocalPackStoreOptions = {}) {
     this.dir = dir;
@@ -142,14 +148,27 @@ export class LocalPackStore implements ChunkStore {
     return locations;
   }
 
-  /** Writes pieces at `offset` of the pack, in as few system calls as the kernel allows. */
+  /** Starts writing pieces at `offset` of the pack; settle() waits for it. */
   private writeAll(pack: { packId: number; fd: number }, pieces: Buffer[], offset: number, length: number): void {
+    const write = this.writePieces(pack, pieces, offset, length).catch((error: unknown) => {
+      this.writeFailure ??= error;
+    });
+    this.writing.add(write);
+    void write.finally(() => this.writing.delete(write));
+  }
+
+  /**
+   * Writes pieces at `offset`, in as few system calls as the kernel allows. A failure
+   * is left for the engine to cut back (truncate() after settle()), since later appends
+   * may be under way behind this one.
+   */
+  private async writePieces(pack: { packId: number; fd: number }, pieces: Buffer[], offset: number, length: number): Promise<void> {
     try {
       let written = 0;
       let first = 0;
       while (written < length) {
         const batch = pieces.slice(first, first + iovecsMax);
-        let n = this.io.writevSync(pack.fd, batch, offset + written);
+        let n = await this.io.writev(pack.fd, batch, offset + written);
         written += n;
         // Skip the pieces written whole; resume inside a piece written in part.
         while (first < pieces.length && n >= pieces[first].length) {
@@ -159,17 +178,19 @@ export class LocalPackStore implements ChunkStore {
         if (n > 0) pieces[first] = pieces[first].subarray(n);
       }
     } catch (error) {
-      // Leave no partial record behind: the next append starts where this one began.
-      try {
-        this.io.ftruncateSync(pack.fd, offset);
-      } catch {
-        // The engine truncates to the referenced end at the next open anyway.
-      }
       throw hostIoError(error, `appending to pack ${pack.packId}`);
     }
   }
 
+  async settle(): Promise<void> {
+    while (this.writing.size > 0) await Promise.all(this.writing);
+    const failure = this.writeFailure;
+    this.writeFailure = null;
+    if (failure !== null) throw failure;
+  }
+
   async sync(): Promise<void> {
+    await this.settle();
     const packs = [...this.unsynced];
     try {
       for (const packId of packs) await this.io.fsync(this.descriptor(packId));
@@ -261,7 +282,9 @@ export class LocalPackStore implements ChunkStore {
     return [...this.sizes].map(([packId, bytes]) => ({ packId, bytes })).sort((a, b) => a.packId - b.packId);
   }
 
-  close(): void {
+  /** Waits for appends under way (a descriptor must not close under a write), then closes. */
+  async close(): Promise<void> {
+    await this.settle().catch(() => undefined);
     for (const fd of this.fds.values()) this.io.closeSync(fd);
     this.fds.clear();
     this.current = null;
