@@ -41,6 +41,8 @@ interface VolumeWork {
   readonly blocks: number[];
   /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) its hash key. */
   readonly targets: Map<number, ChunkRef | string>;
+  /** Head blocks holding data after the destage less before (decideRows). */
+  mappedDelta: number;
 }
 
 export function addRef(deltas: Map<number, number>, chunk: ChunkRef, delta: number): void {
@@ -107,7 +109,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const data: { item: VolumeWork; block: number; entry: Buffer }[] = [];
   for (const volume of frozen) {
     const destaging = volume.buffer.destaging!;
-    const item: VolumeWork = { volume, blocks: [...destaging.keys()].sort((a, b) => a - b), targets: new Map() };
+    const item: VolumeWork = { volume, blocks: [...destaging.keys()].sort((a, b) => a - b), targets: new Map(), mappedDelta: 0 };
     for (const block of item.blocks) {
       const entry = destaging.get(block)!;
       if (entry === 'hole') item.targets.set(block, null);
@@ -151,8 +153,26 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   foldNewChunkRefs(changes);
   const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
   if (healed.length > 0) changes.poolValues = healed.map((id) => ({ key: damagedKey(id), value: null }));
+  const epochs = work.map((item) => ctx.meta.extentEpoch(item.volume.id));
   await ctx.meta.commit(changes);
   for (const id of healed) ctx.suspectChunks.delete(id);
+  work.forEach((item, index) => carryMappedCount(ctx, item, epochs[index]));
+}
+
+/**
+ * Carries a volume's mapped-block count over this destage's commit when the count was
+ * true just before it. Only for volumes without a parent: a clone's blocks without rows
+ * of their own show the parent's, which decideRows does not look at.
+ */
+function carryMappedCount(ctx: PoolContext, item: VolumeWork, epochBefore: number): void {
+  const mapped = item.volume.mapped;
+  if (mapped === null || item.volume.record.parentId !== null) return;
+  if (mapped.epoch !== epochBefore || mapped.gen !== item.volume.record.headGen) return;
+  item.volume.mapped = { ...mapped, epoch: ctx.meta.extentEpoch(item.volume.id), blocks: mapped.blocks + item.mappedDelta };
+}
+
+function holdsData(chunk: ChunkRef | undefined): boolean {
+  return chunk !== undefined && chunk !== null && chunk !== ZERO_CHUNK;
 }
 
 /**
@@ -354,6 +374,7 @@ async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number
     const target = item.targets.get(block) as ChunkRef;
     const row = latest.get(block);
     if (row !== undefined && row.chunk === target) continue;
+    item.mappedDelta += Number(holdsData(target)) - Number(holdsData(row?.chunk));
     if (row !== undefined && row.birth > snapGen) {
       addRef(deltas, row.chunk, -1);
       if (target === null && !hasParent && !withOlder.has(block)) deletes.push({ volumeId, block, birth: row.birth });

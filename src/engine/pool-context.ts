@@ -47,8 +47,23 @@ export const defaultTuning: PoolTuning = {
   readVerify: 'crc',
 };
 
+/** A volume's count of head blocks holding data, and the extent epoch and head gen it is true at. */
+export interface MappedCount {
+  readonly epoch: number;
+  readonly gen: number;
+  readonly blocks: number;
+  /** When it was last counted from the extent map, and what that cost. */
+  readonly countedMs: number;
+  readonly costMs: number;
+}
+
 export class VolumeState {
   readonly buffer = new WriteBuffer();
+  /**
+   * Kept by Pool.stats (counted from the extent map) and carried forward by each
+   * destage's commit (see destage.ts), so statistics need not walk the map again.
+   */
+  mapped: MappedCount | null = null;
 
   constructor(
     public record: VolumeRecord,

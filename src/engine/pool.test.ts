@@ -221,6 +221,36 @@ describe('block device', () => {
     expect((await disk.read(2 * MiB, MiB)).every((b) => b === 0)).toBe(true);
   });
 
+  it('keeps pool mapped bytes exact across writes, overwrites, trims, zeroes, snapshots, rollback and clones', async () => {
+    const pool = await newPool({ blockSize: 4 * KiB });
+    await pool.createVolume('v', 8 * MiB);
+    const disk = pool.openVolume('v');
+    const exact = async () => {
+      let sum = 0;
+      for (const volume of pool.listVolumes()) sum += (await pool.volumeStats(volume.name)).mappedBytes;
+      return sum;
+    };
+    const steps: ((seed: number) => Promise<unknown>)[] = [
+      (seed) => disk.write((seed * 37 % 2000) * 4 * KiB + (seed % 3) * 1000, randomBytes(20 * KiB + seed * 7, seed)),
+      (seed) => disk.trim((seed * 53 % 2000) * 4 * KiB, 9 * KiB + seed),
+      (seed) => disk.writeZeroes((seed * 71 % 2000) * 4 * KiB, 12 * KiB, { allocate: seed % 2 === 0 }),
+      (seed) => disk.write((seed * 11 % 2000) * 4 * KiB, Buffer.alloc(8 * KiB)),
+    ];
+    for (let seed = 1; seed <= 40; seed += 1) {
+      await steps[seed % steps.length](seed);
+      if (seed % 5 === 0) await disk.flush();
+      if (seed === 20) await pool.createSnapshot('v', 's');
+      if (seed === 30) await pool.clone('v', 's', 'c');
+      if (seed % 5 === 0) expect((await pool.stats()).mappedBytes).toBe(await exact());
+    }
+    const clone = pool.openVolume('c');
+    await clone.write(0, randomBytes(64 * KiB, 99));
+    await clone.flush();
+    expect((await pool.stats()).mappedBytes).toBe(await exact());
+    await pool.rollback('v', 's');
+    expect((await pool.stats()).mappedBytes).toBe(await exact());
+  });
+
   it('zeroes partial blocks at the edges of trim and write-zeroes', async () => {
     const pool = await newPool();
     await pool.createVolume('v', 64 * KiB);

@@ -131,8 +131,6 @@ const metaFile = (dir: string) => path.join(dir, 'meta.sqlite');
 
 export class Pool {
   private readonly ctx: PoolContext;
-  /** Mapped-block counts per volume, and what they were computed from (see mappedBlocks). */
-  private readonly mappedCounts = new WeakMap<VolumeState, { epoch: number; gen: number; blocks: number; atMs: number; costMs: number }>();
   private readonly lock: PoolLock;
   private reclaimTimer: NodeJS.Timeout | null = null;
 
@@ -410,14 +408,14 @@ export class Pool {
   private async mappedBlocks(state: VolumeState): Promise<number> {
     const epoch = this.ctx.meta.extentEpoch(state.id);
     const gen = state.record.headGen;
-    const cached = this.mappedCounts.get(state);
-    if (cached !== undefined && cached.epoch === epoch && cached.gen === gen) return cached.blocks;
-    if (cached !== undefined && cached.costMs > limits.statsRecountCheapMs && Date.now() - cached.atMs < cached.costMs * limits.statsRecountCostFactor) {
+    const cached = state.mapped;
+    if (cached !== null && cached.epoch === epoch && cached.gen === gen) return cached.blocks;
+    if (cached !== null && cached.costMs > limits.statsRecountCheapMs && Date.now() - cached.countedMs < cached.costMs * limits.statsRecountCostFactor) {
       return cached.blocks;
     }
     const start = performance.now();
     const blocks = (await this.ctx.meta.volumeUsage(state.id, gen)).mappedBlocks;
-    this.mappedCounts.set(state, { epoch, gen, blocks, atMs: Date.now(), costMs: performance.now() - start });
+    state.mapped = { epoch, gen, blocks, countedMs: Date.now(), costMs: performance.now() - start };
     return blocks;
   }
 

@@ -5,7 +5,8 @@
  * the group last changed, use the cached fold and need no query; older snapshots fold
  * the rows born up to their gen. A commit that writes or deletes rows of a group drops
  * its view inside the same synchronous transaction, so a view never outlives the rows
- * it was built from.
+ * it was built from; once the transaction has succeeded, a group that had a view gets
+ * it back with the rows the commit wrote (the next write to the group needs no query).
  */
 import { GenerationalCache } from '../../common/generational-cache.js';
 import { emptySlots, forEachRun, groupBlocks, type GroupSlots } from './extent-groups.js';
@@ -47,6 +48,17 @@ export function foldRows(rows: readonly GroupRow[], gen: number): GroupFold {
     });
   }
   return { slots, births };
+}
+
+/** The view with the row born at `birth` replaced by `runs` (inserted; removed when null). */
+export function withRow(view: GroupView, grp: number, birth: number, runs: Buffer | null): GroupView {
+  const rows = view.rows.filter((row) => row.birth !== birth);
+  if (runs !== null) {
+    let at = rows.length;
+    while (at > 0 && rows[at - 1].birth > birth) at -= 1;
+    rows.splice(at, 0, { grp, birth, runs });
+  }
+  return { rows, maxBirth: rows.length > 0 ? rows[rows.length - 1].birth : -1, fold: null };
 }
 
 /** What a group shows at `gen`: the cached fold when no row is newer, else a fresh fold. */
@@ -97,6 +109,15 @@ export class GroupViewCache {
       this.views.set(key(volumeId, grp), view);
     }
     return views;
+  }
+
+  /** The cached view of a group, if any. */
+  peek(volumeId: number, grp: number): GroupView | undefined {
+    return this.views.get(key(volumeId, grp));
+  }
+
+  install(volumeId: number, grp: number, view: GroupView): void {
+    this.views.set(key(volumeId, grp), view);
   }
 
   /** Drops the view of a group whose rows change. */

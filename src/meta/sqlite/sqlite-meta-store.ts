@@ -32,7 +32,7 @@ import {
   type VolumeRecord,
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
-import { foldAt, GroupViewCache, type GroupRow, type GroupView } from './group-views.js';
+import { foldAt, GroupViewCache, withRow, type GroupRow, type GroupView } from './group-views.js';
 import { LocationTable, PrefixChunkTable } from './location-table.js';
 import { migrations } from './migrations.js';
 import { PrefixFilter } from './prefix-filter.js';
@@ -127,6 +127,22 @@ export interface SqliteMetaStoreOptions {
   readonly cacheBytes?: number;
 }
 
+/**
+ * Batches of `count` items for multi-row statements: as many of 64 as fit, then of 8,
+ * then single ones (three statement shapes per kind, all prepared once).
+ */
+function* batchesOf(count: number): Generator<{ start: number; size: number }> {
+  let start = 0;
+  for (const size of [64, 8, 1]) {
+    for (; count - start >= size; start += size) yield { start, size };
+  }
+}
+
+function placeholders(count: number, columns = 1): string {
+  const row = columns === 1 ? '?' : `(${new Array(columns).fill('?').join(', ')})`;
+  return new Array(count).fill(row).join(', ');
+}
+
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Db;
   private readonly statements = new Map<string, Statement>();
@@ -137,6 +153,8 @@ export class SqliteMetaStore implements MetaStore {
   private readonly locations = new LocationTable(limits.metaLocationCacheEntries);
   /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
   private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
+  /** Groups a commit under way rewrote, with their views before it (see reinstallGroupViews). */
+  private readonly rewrittenGroups = new Map<number, { volumeId: number; grp: number; base: GroupView; rows: { birth: number; runs: Buffer | null }[] }>();
   /** The chunk last stored or looked up per hash prefix (see recentChunks). */
   private readonly recentByPrefix = new PrefixChunkTable(limits.metaRecentChunkEntries);
   /** Per volume, a count of commits that changed its extent rows (see extentEpoch). */
@@ -585,6 +603,7 @@ export class SqliteMetaStore implements MetaStore {
     return this.run('committing metadata', () => {
       this.db.transaction(() => this.apply(changes))();
       this.rememberNewChunks(changes);
+      this.reinstallGroupViews();
     });
   }
 
@@ -617,6 +636,7 @@ export class SqliteMetaStore implements MetaStore {
 
   private apply(changes: MetaChanges): void {
     this.framesLeft.clear(); // nothing left over from a transaction that failed
+    this.rewrittenGroups.clear();
     for (const pack of changes.packs ?? []) {
       this.sql(
         `INSERT INTO pack (id, state, bytes, chunk_count, live_chunks, retired_ms) VALUES (?, ?, ?, 0, 0, ?)
@@ -624,32 +644,32 @@ export class SqliteMetaStore implements MetaStore {
       ).run(pack.id, pack.state, pack.bytes, pack.retiredMs ?? null);
     }
     const packChunks = new Map<number, number>();
+    const frameValues: number[] = [];
     for (const frame of changes.frames ?? []) {
-      this.sql('INSERT INTO frame (id, pack_id, offset, length, chunk_count, live_chunks) VALUES (?, ?, ?, ?, ?, ?)').run(
-        frame.id,
-        frame.packId,
-        frame.offset,
-        frame.length,
-        frame.chunkCount,
-        frame.chunkCount,
-      );
+      frameValues.push(frame.id, frame.packId, frame.offset, frame.length, frame.chunkCount, frame.chunkCount);
       packChunks.set(frame.packId, (packChunks.get(frame.packId) ?? 0) + frame.chunkCount);
     }
+    this.insertRows('INSERT INTO frame (id, pack_id, offset, length, chunk_count, live_chunks)', 6, frameValues);
     // One update per pack, not per frame: random writes make many one-chunk frames.
     for (const [packId, count] of packChunks) {
       this.sql('UPDATE pack SET chunk_count = chunk_count + ?, live_chunks = live_chunks + ? WHERE id = ?').run(count, count, packId);
     }
+    const chunkValues: number[] = [];
     for (const chunk of changes.chunks ?? []) {
       const prefix = hashPrefix(chunk.hash);
-      this.sql('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs) VALUES (?, ?, ?, ?, ?)').run(chunk.id, prefix, chunk.frameId, chunk.slot, chunk.refs);
+      chunkValues.push(chunk.id, prefix, chunk.frameId, chunk.slot, chunk.refs);
       // Set before the commit is known to succeed: a bit too many only costs a query.
       this.filter?.add(prefix);
     }
+    this.insertRows('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs)', 5, chunkValues);
     this.applyExtentChanges(changes.extentDeletes ?? [], changes.extentWrites ?? []);
     for (const move of changes.chunkMoves ?? []) this.moveChunk(move.chunkId, move.frameId, move.slot);
+    const dropsOfOne: number[] = [];
     for (const [chunkId, delta] of changes.refDeltas ?? []) {
-      if (delta !== 0) this.adjustRefs(chunkId, delta);
+      if (delta === -1) dropsOfOne.push(chunkId);
+      else if (delta !== 0) this.adjustRefs(chunkId, delta);
     }
+    this.dropOneRef(dropsOfOne);
     this.settleFrameCounts();
     for (const update of changes.volumeUpdates ?? []) this.updateVolume(update);
     for (const snapshot of changes.snapshotDeletes ?? []) {
@@ -658,6 +678,30 @@ export class SqliteMetaStore implements MetaStore {
     for (const record of changes.poolValues ?? []) {
       if (record.value === null) this.sql('DELETE FROM pool WHERE key = ?').run(record.key);
       else this.sql('INSERT OR REPLACE INTO pool (key, value) VALUES (?, ?)').run(record.key, record.value);
+    }
+  }
+
+  /**
+   * After a successful commit: the groups whose views it dropped get them back with the
+   * rows it wrote.
+   */
+  private reinstallGroupViews(): void {
+    for (const { volumeId, grp, base, rows } of this.rewrittenGroups.values()) {
+      let view = base;
+      for (const row of rows) view = withRow(view, grp, row.birth, row.runs);
+      this.groups.install(volumeId, grp, view);
+    }
+    this.rewrittenGroups.clear();
+  }
+
+  /**
+   * Inserts rows given as one flat list of values, `columns` per row, with multi-row
+   * statements (see batchesOf; a destage inserts thousands; one statement per
+   * row spent more time binding than SQLite spent inserting).
+   */
+  private insertRows(insert: string, columns: number, values: readonly number[]): void {
+    for (const { start, size } of batchesOf(values.length / columns)) {
+      this.sql(`${insert} VALUES ${placeholders(size, columns)}`).run(values.slice(start * columns, (start + size) * columns));
     }
   }
 
@@ -671,7 +715,9 @@ export class SqliteMetaStore implements MetaStore {
       const key = `${volumeId}:${grp}:${birth}`;
       let entry = touched.get(key);
       if (entry === undefined) {
-        const row = read.get(volumeId, grp, birth) as { runs: Buffer } | undefined;
+        // A cached view holds every row of its group: no query needed.
+        const view = this.groups.peek(volumeId, grp);
+        const row = view !== undefined ? view.rows.find((candidate) => candidate.birth === birth) : (read.get(volumeId, grp, birth) as { runs: Buffer } | undefined);
         entry = { volumeId, grp, birth, slots: row ? decodeGroup(row.runs) : emptySlots() };
         touched.set(key, entry);
       }
@@ -684,8 +730,13 @@ export class SqliteMetaStore implements MetaStore {
     for (const entry of touched.values()) {
       // Moved once per touched group: the number only has to change.
       this.extentEpochs.set(entry.volumeId, (this.extentEpochs.get(entry.volumeId) ?? 0) + 1);
+      const groupKey = entry.volumeId * 2 ** 32 + entry.grp;
+      const rewritten = this.rewrittenGroups.get(groupKey);
+      const base = rewritten === undefined ? this.groups.peek(entry.volumeId, entry.grp) : undefined;
       this.groups.forget(entry.volumeId, entry.grp);
       const runs = encodeGroup(entry.slots);
+      if (rewritten !== undefined) rewritten.rows.push({ birth: entry.birth, runs });
+      else if (base !== undefined) this.rewrittenGroups.set(groupKey, { volumeId: entry.volumeId, grp: entry.grp, base, rows: [{ birth: entry.birth, runs }] });
       if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
       else write.run(entry.volumeId, entry.grp, entry.birth, runs);
     }
@@ -718,6 +769,24 @@ export class SqliteMetaStore implements MetaStore {
     }
     this.framesLeft.clear();
     for (const [packId, count] of packsLeft) this.sql('UPDATE pack SET live_chunks = live_chunks - ? WHERE id = ?').run(count, packId);
+  }
+
+  /**
+   * One reference fewer for each chunk, in batches: most such chunks die (an overwrite of
+   * data nothing else shares), so they are deleted first, and the survivors updated.
+   */
+  private dropOneRef(chunkIds: readonly number[]): void {
+    for (const { start, size } of batchesOf(chunkIds.length)) {
+      const batch = chunkIds.slice(start, start + size);
+      const dead = this.sql(`DELETE FROM chunk WHERE id IN (${placeholders(size)}) AND refs <= 1 RETURNING id, frame_id`).all(batch) as { id: number; frame_id: number }[];
+      for (const row of dead) {
+        this.locations.delete(row.id);
+        this.leaveFrame(row.frame_id);
+      }
+      if (dead.length === batch.length) continue;
+      const gone = new Set(dead.map((row) => row.id));
+      for (const chunkId of batch) if (!gone.has(chunkId)) this.sql('UPDATE chunk SET refs = refs - 1 WHERE id = ?').run(chunkId);
+    }
   }
 
   private adjustRefs(chunkId: number, delta: number): void {
