@@ -95,28 +95,59 @@ function hashBlocks(message) {
 // Miller-Madow correction for the small sample) and no repeated pieces (repeats mean
 // matches, which compress whatever the byte statistics). The stride is odd so that the
 // samples do not keep landing on the same field of a record-structured block.
+// At most 256 pieces are sampled: the first 8 bytes of each go into a small open-
+// addressing table (a generation number per slot instead of clearing it), and the
+// entropy comes from a table of log2 of the counts: a Set and Math.log2 per call cost
+// as much as hashing the block.
+const sampleCounts = new Uint32Array(256);
+const pieceSlots = 1024;
+const pieceLow = new Uint32Array(pieceSlots);
+const pieceHigh = new Uint32Array(pieceSlots);
+const pieceGen = new Uint32Array(pieceSlots);
+let sampleGen = 0;
+const log2Of = new Float64Array(16 * 300);
+for (let i = 1; i < log2Of.length; i += 1) log2Of[i] = Math.log2(i);
 function looksIncompressible(raw) {
-  const counts = new Uint32Array(256);
+  const counts = sampleCounts;
+  counts.fill(0);
+  sampleGen = (sampleGen + 1) >>> 0;
+  if (sampleGen === 0) { pieceGen.fill(0); sampleGen = 1; }
   const stride = Math.max(16, Math.floor(raw.length / 256)) + 9;
-  const pieces = new Set();
   let samples = 0;
+  let pieces = 0;
   let repeats = 0;
   for (let at = 0; at + 16 <= raw.length; at += stride) {
     for (let i = at; i < at + 16; i += 1) counts[raw[i]] += 1;
     samples += 16;
-    const key = raw.readUInt32LE(at) * 4294967296 + raw.readUInt32LE(at + 4);
-    if (pieces.has(key)) repeats += 1;
-    else pieces.add(key);
+    const low = raw.readUInt32LE(at);
+    const high = raw.readUInt32LE(at + 4);
+    let slot = (Math.imul(low ^ Math.imul(high, 0x9e3779b1), 0x85ebca6b) >>> 22) & (pieceSlots - 1);
+    for (;;) {
+      if (pieceGen[slot] !== sampleGen) {
+        pieceGen[slot] = sampleGen;
+        pieceLow[slot] = low;
+        pieceHigh[slot] = high;
+        pieces += 1;
+        break;
+      }
+      if (pieceLow[slot] === low && pieceHigh[slot] === high) {
+        repeats += 1;
+        break;
+      }
+      slot = (slot + 1) & (pieceSlots - 1);
+    }
   }
-  if (samples === 0 || repeats * 32 >= pieces.size + repeats) return false;
-  let bits = 0;
+  if (samples === 0 || repeats * 32 >= pieces + repeats) return false;
+  // Shannon entropy of the counts: log2(n) - sum(c * log2 c) / n.
+  let weighted = 0;
   let seen = 0;
-  for (const count of counts) {
+  for (let byte = 0; byte < 256; byte += 1) {
+    const count = counts[byte];
     if (count === 0) continue;
-    const p = count / samples;
-    bits -= p * Math.log2(p);
+    weighted += count * log2Of[count];
     seen += 1;
   }
+  const bits = log2Of[samples] - weighted / samples;
   return bits + (seen - 1) / (2 * samples * Math.LN2) > workerData.entropyBitsMax;
 }
 function compressFrames(message) {

@@ -114,6 +114,30 @@ function copyOf(piece: Buffer): Buffer {
   return copy;
 }
 
+/**
+ * Copies of small writes are carved from shared slabs instead of a memory allocation
+ * each: a 4 KiB random write allocated and later freed an ArrayBuffer of its own, and
+ * malloc, free and the collector's sweeping of them cost more than the copy. A slab
+ * lives while any block in it is buffered; destage takes every buffered block, so slabs
+ * die within a destage or two.
+ */
+const smallCopyBytesMax = 16 * 1024;
+const copySlabBytes = 256 * 1024;
+let copySlab = Buffer.allocUnsafeSlow(0);
+let copySlabUsed = 0;
+
+function copyOfWrite(data: Buffer): Buffer {
+  if (data.length > smallCopyBytesMax) return copyOf(data);
+  if (copySlab.length - copySlabUsed < data.length) {
+    copySlab = Buffer.allocUnsafeSlow(copySlabBytes);
+    copySlabUsed = 0;
+  }
+  const copy = copySlab.subarray(copySlabUsed, copySlabUsed + data.length);
+  copySlabUsed += data.length;
+  data.copy(copy);
+  return copy;
+}
+
 function extentType(row: MappedExtent | null): ExtentType {
   if (row === null) return 'hole';
   return row.chunk === ZERO_CHUNK ? 'zero' : 'data';
@@ -295,7 +319,7 @@ export class VolumeHandle extends BaseHandle {
           this.setEntry(block, 'zero');
           continue;
         }
-        copy ??= copyOf(data);
+        copy ??= copyOfWrite(data);
         this.setEntry(block, copy.subarray(from - offset, to - offset));
       } else {
         await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
