@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, LocalPackStore, type ChunkStore } from './index.js';
 import { nodeFileIo } from './local/file-io.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 interface Driver {
   readonly name: string;
@@ -117,5 +117,26 @@ describe('local packs: a failed write', () => {
     expect((await store.read(kept)).equals(frame(1))).toBe(true);
     expect((await store.read(again)).equals(frame(3))).toBe(true);
     expect(store.listPacks()).toEqual([{ packId: kept.packId, bytes: again.offset + again.length }]);
+  });
+});
+
+describe('local packs: a large read', () => {
+  it('keeps its descriptor open until it finishes, even when the pack is deleted meanwhile', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    // The read reaches the kernel only after a pause, as on a busy thread pool.
+    const io = { ...nodeFileIo, read: (...args: Parameters<typeof nodeFileIo.read>) => new Promise<number>((resolve) => setTimeout(resolve, 50)).then(() => nodeFileIo.read(...args)) };
+    const store = new LocalPackStore(dir, { io });
+    cleanups.push(() => store.close());
+    const record = randomBytes(300 * 1024);
+    const location = store.append(record);
+    await store.sync();
+    const reading = store.read(location);
+    store.deletePack(location.packId);
+    // A file opened now may get the number the pack's descriptor had.
+    const other = fs.openSync(path.join(dir, 'other'), 'w+');
+    cleanups.push(() => fs.closeSync(other));
+    expect((await reading).equals(record)).toBe(true);
+    await expect(store.read(location)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
   });
 });

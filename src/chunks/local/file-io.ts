@@ -10,6 +10,8 @@ export interface FileIo {
   /** Writes the buffers back to back at `position` with one system call (on libuv's thread pool); may write less. */
   writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number>;
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  /** As readSync, on libuv's thread pool. */
+  read(fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
   fsync(fd: number): Promise<void>;
   ftruncateSync(fd: number, length: number): void;
   fstatSize(fd: number): number;
@@ -26,6 +28,10 @@ export const nodeFileIo: FileIo = {
       fs.writev(fd, buffers as Buffer[], position, (error, written) => (error ? reject(error) : resolve(written)));
     }),
   readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
+  read: (fd, buffer, offset, length, position) =>
+    new Promise((resolve, reject) => {
+      fs.read(fd, buffer, offset, length, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead)));
+    }),
   fsync: (fd) =>
     new Promise((resolve, reject) => {
       fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()));

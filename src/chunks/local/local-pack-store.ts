@@ -21,6 +21,8 @@ import { nodeFileIo, type FileIo } from './file-io.js';
 const packPattern = /^pack-(\d{8,})\.pack$/;
 /** Buffers per writev call (Linux's IOV_MAX is 1024). */
 const iovecsMax = 512;
+/** Reads of at least this many bytes go to libuv's thread pool. */
+const asyncReadBytesMin = 256 * 1024;
 
 function recordLength(pieces: readonly Buffer[]): number {
   let length = 0;
@@ -44,6 +46,9 @@ export class LocalPackStore implements ChunkStore {
   private current: { packId: number; fd: number; bytes: number } | null = null;
   private sealed: { packId: number; bytes: number }[] = [];
   private nextPackId: number;
+  /** Reads under way on the thread pool per descriptor, and descriptors to close after them. */
+  private readonly readsInFlight = new Map<number, number>();
+  private readonly closeWhenRead = new Set<number>();
   /** Appends under way, and the first failure among them since the last settle(). */
   private readonly writing = new Set<Promise<void>>();
   private writeFailure: unknown = null;
@@ -90,10 +95,26 @@ export class LocalPackStore implements ChunkStore {
     return fd;
   }
 
+  /**
+   * Closes a descriptor, or once the reads under way on it finish: closed under a read
+   * on the thread pool, its number could be reused by another file and the read land there.
+   */
+  private closeDescriptor(fd: number): void {
+    if ((this.readsInFlight.get(fd) ?? 0) > 0) this.closeWhenRead.add(fd);
+    else this.io.closeSync(fd);
+  }
+
+  private readDone(fd: number): void {
+    const left = (this.readsInFlight.get(fd) ?? 1) - 1;
+    if (left > 0) return void this.readsInFlight.set(fd, left);
+    this.readsInFlight.delete(fd);
+    if (this.closeWhenRead.delete(fd)) this.io.closeSync(fd);
+  }
+
   private closeSome(): void {
     for (const [packId, fd] of this.fds) {
       if (this.current?.packId === packId || this.unsynced.has(packId)) continue;
-      this.io.closeSync(fd);
+      this.closeDescriptor(fd);
       this.fds.delete(packId);
       if (this.fds.size < 128) return;
     }
@@ -214,14 +235,22 @@ export class LocalPackStore implements ChunkStore {
     const fd = this.descriptor(location.packId);
     const buffer = Buffer.allocUnsafe(location.length);
     let got = 0;
+    // Small reads inline (a thread-pool round trip costs more than they do); large ones
+    // (sequential reads fetch spans of a MiB) off this thread, the descriptor held open.
+    const inline = location.length < asyncReadBytesMin;
+    if (!inline) this.readsInFlight.set(fd, (this.readsInFlight.get(fd) ?? 0) + 1);
     try {
       while (got < location.length) {
-        const n = this.io.readSync(fd, buffer, got, location.length - got, location.offset + got);
+        const n = inline
+          ? this.io.readSync(fd, buffer, got, location.length - got, location.offset + got)
+          : await this.io.read(fd, buffer, got, location.length - got, location.offset + got);
         if (n === 0) break;
         got += n;
       }
     } catch (error) {
       throw hostIoError(error, `reading pack ${location.packId}`);
+    } finally {
+      if (!inline) this.readDone(fd);
     }
     if (got < location.length) {
       throw new StrataError('STRATA_E_CHUNK_MISSING', `pack ${location.packId} is shorter than its metadata says`, {
@@ -264,7 +293,7 @@ export class LocalPackStore implements ChunkStore {
   deletePack(packId: number): void {
     const fd = this.fds.get(packId);
     if (fd !== undefined) {
-      this.io.closeSync(fd);
+      this.closeDescriptor(fd);
       this.fds.delete(packId);
     }
     if (this.current?.packId === packId) this.current = null;
@@ -285,7 +314,7 @@ export class LocalPackStore implements ChunkStore {
   /** Waits for appends under way (a descriptor must not close under a write), then closes. */
   async close(): Promise<void> {
     await this.settle().catch(() => undefined);
-    for (const fd of this.fds.values()) this.io.closeSync(fd);
+    for (const fd of this.fds.values()) this.closeDescriptor(fd);
     this.fds.clear();
     this.current = null;
   }
