@@ -262,7 +262,18 @@ export class CpuOffload {
     const bytes = blocks.length * blockSize;
     if (this.slab.byteLength < bytes) this.slab = new SharedArrayBuffer(Math.max(bytes, this.slab.byteLength * 2));
     const view = Buffer.from(this.slab, 0, bytes);
-    blocks.forEach((block, index) => block.copy(view, index * blockSize));
+    // Blocks that lie back to back in one buffer (a large write's) are copied as one run.
+    let runStart = 0;
+    for (let index = 1; index <= blocks.length; index += 1) {
+      const first = blocks[runStart];
+      const next = blocks[index];
+      const contiguous =
+        next !== undefined && first.length === blockSize && next.buffer === first.buffer && next.byteOffset === first.byteOffset + (index - runStart) * blockSize && next.length === blockSize;
+      if (contiguous) continue;
+      const source = index - runStart === 1 ? first : Buffer.from(first.buffer, first.byteOffset, (index - runStart) * blockSize);
+      source.copy(view, runStart * blockSize);
+      runStart = index;
+    }
     return view;
   }
 
