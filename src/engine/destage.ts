@@ -183,21 +183,33 @@ function holdsData(chunk: ChunkRef | undefined): boolean {
 async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
   const result = new Map<string, { chunkId: number }>();
   const hashes = new Map(keys.map((key) => [key, Buffer.from(key, 'latin1')]));
-  const confirmed = async (key: string, location: ChunkLocation) => (await ctx.chunkHash(location))?.equals(hashes.get(key) as Buffer) === true;
+  // Most candidates' frame headers are in memory: no promise for those.
+  const confirmed = (key: string, location: ChunkLocation): boolean | Promise<boolean> => {
+    const known = ctx.cachedChunkHash(location);
+    if (known !== undefined) return known.equals(hashes.get(key) as Buffer);
+    return ctx.chunkHash(location).then((hash) => hash?.equals(hashes.get(key) as Buffer) === true);
+  };
   // The chunks the metadata store remembers for these prefixes first, then a query for
   // the hashes they do not confirm.
   const recent = ctx.meta.recentChunks([...hashes.values()]);
   const rest: Buffer[] = [];
   for (const [key, hash] of hashes) {
     const location = recent.get(key);
-    if (location !== undefined && !ctx.suspectChunks.has(location.chunkId) && (await confirmed(key, location))) result.set(key, { chunkId: location.chunkId });
-    else rest.push(hash);
+    if (location !== undefined && !ctx.suspectChunks.has(location.chunkId)) {
+      const match = confirmed(key, location);
+      if (match === true || (match !== false && (await match))) {
+        result.set(key, { chunkId: location.chunkId });
+        continue;
+      }
+    }
+    rest.push(hash);
   }
   if (rest.length === 0) return result;
   const candidates = await ctx.meta.chunkCandidates(rest);
   for (const [key, list] of candidates) {
     for (const candidate of list) {
-      if (!(await confirmed(key, candidate.location))) continue;
+      const match = confirmed(key, candidate.location);
+      if (match === false || (match !== true && !(await match))) continue;
       result.set(key, { chunkId: candidate.chunkId });
       if (!ctx.suspectChunks.has(candidate.chunkId)) break;
     }
@@ -317,11 +329,12 @@ function writeFrames(
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
 ): void {
+  const frameHashes = frames.map((group) => group.map((chunk) => chunk.hash));
   const records = frames.map((group, index) => {
     const packed = payloads[index]?.payload ?? null;
     const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
     const blocks = group.map((chunk) => data[chunk.slot].entry);
-    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
+    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, frameHashes[index], payloads[index]?.crc);
   });
   // One write for the frames of the slice (per pack they land in), blocks not copied.
   const locations = ctx.chunks.appendMany(records);
@@ -330,6 +343,7 @@ function writeFrames(
     noteAppend(packStarts, packEnds, location);
     const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
     ctx.nextFrameId += 1;
+    ctx.rememberFrameHashes(frame.id, frameHashes[index]);
     changes.frames!.push(frame);
     group.forEach((chunk, slot) => {
       if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });

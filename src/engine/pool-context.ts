@@ -353,6 +353,19 @@ export class PoolContext {
   }
 
   /**
+   * Remembers the hash table of a frame just written (frame ids are never reused in a
+   * process, so an entry for a frame whose commit then failed is only unused).
+   */
+  rememberFrameHashes(frameId: number, hashes: readonly Buffer[]): void {
+    this.frameHashes.set(frameId, hashes);
+  }
+
+  /** The chunk's hash when its frame header is in memory, else undefined (see chunkHash). */
+  cachedChunkHash(location: ChunkLocation): Buffer | undefined {
+    return (this.frameHashes.get(location.frameId) ?? this.frameCache.peek(location.frameId)?.hashes)?.[location.slot];
+  }
+
+  /**
    * The hash table of a chunk's frame header (header CRC checked; cached by frame id), or
    * null when the header cannot be read or fails its check.
    */
