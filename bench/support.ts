@@ -49,6 +49,9 @@ export function warmPageCache(dir: string, bytes: number): void {
   const fd = fs.openSync(file, 'w');
   try {
     for (let at = 0; at < bytes; at += MiB) fs.writeSync(fd, piece, 0, MiB, at);
+    // Written back before it is deleted: otherwise the flusher is still writing it out
+    // while the next tool runs.
+    fs.fdatasyncSync(fd);
   } finally {
     fs.closeSync(fd);
     fs.rmSync(file, { force: true });
