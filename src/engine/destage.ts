@@ -182,35 +182,35 @@ function holdsData(chunk: ChunkRef | undefined): boolean {
  */
 async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
   const result = new Map<string, { chunkId: number }>();
-  const hashes = new Map(keys.map((key) => [key, Buffer.from(key, 'latin1')]));
+  const hashes = keys.map((key) => Buffer.from(key, 'latin1'));
   // Most candidates' frame headers are in memory: no promise for those.
-  const confirmed = (key: string, location: ChunkLocation): boolean | Promise<boolean> => {
+  const confirmed = (index: number, location: ChunkLocation): boolean | Promise<boolean> => {
     const known = ctx.cachedChunkHash(location);
-    if (known !== undefined) return known.equals(hashes.get(key) as Buffer);
-    return ctx.chunkHash(location).then((hash) => hash?.equals(hashes.get(key) as Buffer) === true);
+    if (known !== undefined) return known.equals(hashes[index]);
+    return ctx.chunkHash(location).then((hash) => hash?.equals(hashes[index]) === true);
   };
   // The chunks the metadata store remembers for these prefixes first, then a query for
   // the hashes they do not confirm.
-  const recent = ctx.meta.recentChunks([...hashes.values()]);
-  const rest: Buffer[] = [];
-  for (const [key, hash] of hashes) {
-    const location = recent.get(key);
+  const recent = ctx.meta.recentChunks(hashes);
+  const rest: number[] = [];
+  for (let index = 0; index < keys.length; index += 1) {
+    const location = recent[index];
     if (location !== undefined && !ctx.suspectChunks.has(location.chunkId)) {
-      const match = confirmed(key, location);
+      const match = confirmed(index, location);
       if (match === true || (match !== false && (await match))) {
-        result.set(key, { chunkId: location.chunkId });
+        result.set(keys[index], { chunkId: location.chunkId });
         continue;
       }
     }
-    rest.push(hash);
+    rest.push(index);
   }
   if (rest.length === 0) return result;
-  const candidates = await ctx.meta.chunkCandidates(rest);
-  for (const [key, list] of candidates) {
-    for (const candidate of list) {
-      const match = confirmed(key, candidate.location);
+  const candidates = await ctx.meta.chunkCandidates(rest.map((index) => hashes[index]));
+  for (const index of rest) {
+    for (const candidate of candidates.get(keys[index]) ?? []) {
+      const match = confirmed(index, candidate.location);
       if (match === false || (match !== true && !(await match))) continue;
-      result.set(key, { chunkId: candidate.chunkId });
+      result.set(keys[index], { chunkId: candidate.chunkId });
       if (!ctx.suspectChunks.has(candidate.chunkId)) break;
     }
   }
@@ -230,13 +230,14 @@ async function resolveSlice(
   pendingByKey: Map<string, PendingChunk>,
 ): Promise<PendingChunk[]> {
   const keys = new Set<string>();
+  const hashTable = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength);
   for (let index = 0; index < zero.length; index += 1) {
     const piece = data[first + index];
     if (zero[index] === 1) {
       piece.item.targets.set(piece.block, ZERO_CHUNK);
       continue;
     }
-    const key = Buffer.from(hashes.buffer, hashes.byteOffset + index * 32, 32).toString('latin1');
+    const key = hashTable.toString('latin1', index * 32, index * 32 + 32);
     if (!pendingByKey.has(key)) keys.add(key);
     piece.item.targets.set(piece.block, key);
   }

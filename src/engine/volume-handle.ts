@@ -314,8 +314,7 @@ export class VolumeHandle extends BaseHandle {
       const from = Math.max(offset, blockStart);
       const to = Math.min(end, blockStart + size);
       if (to - from === size) {
-        const piece = data.subarray(from - offset, to - offset);
-        if (piece.equals(this.ctx.zeroBlock)) {
+        if (this.ctx.zeroBlock.compare(data, from - offset, to - offset) === 0) {
           this.setEntry(block, 'zero');
           continue;
         }

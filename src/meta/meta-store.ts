@@ -218,11 +218,11 @@ export interface MetaStore {
   rowsOfBlocksBornIn(volumeId: number, blocks: readonly number[], afterGen: number, upToGen: number): Promise<ExtentRow[]>;
 
   /**
-   * From memory only: for hashes whose prefix a recently stored or looked-up chunk has,
-   * that chunk's location (keys are hashes as latin1 strings). A hint, not an answer: the
-   * caller confirms the whole hash and asks chunkCandidates for the rest.
+   * From memory only: per hash (in the order given), the location of the chunk recently
+   * stored or looked up with its prefix, or undefined. A hint, not an answer: the caller
+   * confirms the whole hash and asks chunkCandidates for the rest.
    */
-  recentChunks(hashes: readonly Buffer[]): Map<string, ChunkLocation>;
+  recentChunks(hashes: readonly Buffer[]): (ChunkLocation | undefined)[];
   /**
    * For each hash, the chunks whose hash prefix matches it, keyed by the hash bytes as a
    * latin1 string (hashes without candidates are absent). The caller confirms the full

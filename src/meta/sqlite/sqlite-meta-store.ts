@@ -541,15 +541,12 @@ export class SqliteMetaStore implements MetaStore {
     return this.filter;
   }
 
-  recentChunks(hashes: readonly Buffer[]): Map<string, ChunkLocation> {
-    const result = new Map<string, ChunkLocation>();
-    for (const hash of hashes) {
+  recentChunks(hashes: readonly Buffer[]): (ChunkLocation | undefined)[] {
+    return hashes.map((hash) => {
       const chunkId = this.recentByPrefix.get(hashPrefix(hash));
       // A chunk that died or moved has left the location table: no hint then.
-      const location = chunkId === undefined ? undefined : this.locations.get(chunkId);
-      if (location !== undefined) result.set(hash.toString('latin1'), location);
-    }
-    return result;
+      return chunkId === undefined ? undefined : this.locations.get(chunkId);
+    });
   }
 
   chunkCandidates(hashes: readonly Buffer[]): Promise<Map<string, ChunkCandidate[]>> {
