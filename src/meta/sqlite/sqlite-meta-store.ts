@@ -641,23 +641,36 @@ export class SqliteMetaStore implements MetaStore {
       ).run(pack.id, pack.state, pack.bytes, pack.retiredMs ?? null);
     }
     const packChunks = new Map<number, number>();
-    const frameValues: number[] = [];
-    for (const frame of changes.frames ?? []) {
-      frameValues.push(frame.id, frame.packId, frame.offset, frame.length, frame.chunkCount, frame.chunkCount);
+    const frames = changes.frames ?? [];
+    const frameValues = new Array<number>(frames.length * 6);
+    frames.forEach((frame, index) => {
+      const at = index * 6;
+      frameValues[at] = frame.id;
+      frameValues[at + 1] = frame.packId;
+      frameValues[at + 2] = frame.offset;
+      frameValues[at + 3] = frame.length;
+      frameValues[at + 4] = frame.chunkCount;
+      frameValues[at + 5] = frame.chunkCount;
       packChunks.set(frame.packId, (packChunks.get(frame.packId) ?? 0) + frame.chunkCount);
-    }
+    });
     this.insertRows('INSERT INTO frame (id, pack_id, offset, length, chunk_count, live_chunks)', 6, frameValues);
     // One update per pack, not per frame: random writes make many one-chunk frames.
     for (const [packId, count] of packChunks) {
       this.sql('UPDATE pack SET chunk_count = chunk_count + ?, live_chunks = live_chunks + ? WHERE id = ?').run(count, count, packId);
     }
-    const chunkValues: number[] = [];
-    for (const chunk of changes.chunks ?? []) {
+    const chunks = changes.chunks ?? [];
+    const chunkValues = new Array<number>(chunks.length * 5);
+    chunks.forEach((chunk, index) => {
+      const at = index * 5;
       const prefix = hashPrefix(chunk.hash);
-      chunkValues.push(chunk.id, prefix, chunk.frameId, chunk.slot, chunk.refs);
+      chunkValues[at] = chunk.id;
+      chunkValues[at + 1] = prefix;
+      chunkValues[at + 2] = chunk.frameId;
+      chunkValues[at + 3] = chunk.slot;
+      chunkValues[at + 4] = chunk.refs;
       // Set before the commit is known to succeed: a bit too many only costs a query.
       this.filter?.add(prefix);
-    }
+    });
     this.insertRows('INSERT INTO chunk (id, hash_prefix, frame_id, slot, refs)', 5, chunkValues);
     this.applyExtentChanges(changes.extentDeletes ?? [], changes.extentWrites ?? []);
     for (const move of changes.chunkMoves ?? []) this.moveChunk(move.chunkId, move.frameId, move.slot);
