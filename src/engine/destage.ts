@@ -150,7 +150,6 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   }
   recordPacks(ctx, packEnds, changes);
   if (packStarts.size > 0) await ctx.chunks.sync();
-  foldNewChunkRefs(changes);
   const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
   if (healed.length > 0) changes.poolValues = healed.map((id) => ({ key: damagedKey(id), value: null }));
   const epochs = work.map((item) => ctx.meta.extentEpoch(item.volume.id));
@@ -252,17 +251,6 @@ async function resolveSlice(
   return fresh;
 }
 
-/** New chunks are inserted with their final reference count: one statement, not two. */
-function foldNewChunkRefs(changes: MetaChanges): void {
-  const deltas = changes.refDeltas!;
-  changes.chunks = changes.chunks!.map((chunk) => {
-    const refs = deltas.get(chunk.id) ?? 0;
-    assert(refs > 0, `new chunk ${chunk.id} is referenced by no block`);
-    deltas.delete(chunk.id);
-    return { ...chunk, refs };
-  });
-}
-
 function resolveChunk(
   ctx: PoolContext,
   key: string,
@@ -348,7 +336,11 @@ function writeFrames(
     changes.frames!.push(frame);
     group.forEach((chunk, slot) => {
       if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });
-      const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs: 0 };
+      // Inserted with its final reference count (decideRows ran first): one statement, not two.
+      const refs = changes.refDeltas!.get(chunk.id) ?? 0;
+      assert(refs > 0, `new chunk ${chunk.id} is referenced by no block`);
+      changes.refDeltas!.delete(chunk.id);
+      const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs };
       changes.chunks!.push(row);
     });
   });
