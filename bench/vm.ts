@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { silentLogger } from '../src/common/log.js';
 import { startDaemon } from '../src/daemon/index.js';
-import { VmManager, type VmDefinition } from '../src/vm/index.js';
+import { chooseAccel, VmManager, type VmDefinition } from '../src/vm/index.js';
 import { buildInitramfs, findCloudKernel, guestInitPreamble, haveStaticBusybox } from '../test/helpers/guest-image.js';
 import { fmt, have, MiB, printTable, sampleData, withScratch } from './support.js';
 
@@ -99,6 +99,8 @@ export async function benchVm(): Promise<void> {
       await peerManager.create(definition('qemu-nbd', 'root'));
       const strataMs: number[] = [];
       const peerMs: number[] = [];
+      // The accelerator probe (a few seconds where KVM does not work) runs once, untimed.
+      console.log(`accelerator: ${JSON.stringify(await chooseAccel())}`);
       for (let run = 0; run < boots; run += 1) {
         // Alternate which goes first, so neither always follows the other's boot.
         if (run % 2 === 0) {

@@ -125,7 +125,7 @@ describe('local packs: a large read', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     // The read reaches the kernel only after a pause, as on a busy thread pool.
-    const io = { ...nodeFileIo, read: (...args: Parameters<typeof nodeFileIo.read>) => new Promise<number>((resolve) => setTimeout(resolve, 50)).then(() => nodeFileIo.read(...args)) };
+    const io = { ...nodeFileIo, read: (...args: Parameters<typeof nodeFileIo.read>) => new Promise<void>((resolve) => setTimeout(resolve, 50)).then(() => nodeFileIo.read(...args)) };
     const store = new LocalPackStore(dir, { io });
     cleanups.push(() => store.close());
     const record = randomBytes(300 * 1024);
