@@ -14,8 +14,8 @@ export interface ChunkStore {
   /**
    * Appends one frame record to the open pack and returns where it landed. The write
    * may still be under way when this returns (settle() waits for it); the bytes are not
-   * readable before settle() nor durable before sync() resolves. When the open pack has reached its size limit it
-   * is sealed first and a new one opened.
+   * readable before settle() nor durable before sync() resolves. When the open pack has
+   * reached its size limit it is sealed first and a new one opened.
    */
   append(record: Buffer): FrameLocation;
   /**

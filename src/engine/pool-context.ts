@@ -362,7 +362,12 @@ export class PoolContext {
 
   /** The chunk's hash when its frame header is in memory, else undefined (see chunkHash). */
   cachedChunkHash(location: ChunkLocation): Buffer | undefined {
-    return (this.frameHashes.get(location.frameId) ?? this.frameCache.peek(location.frameId)?.hashes)?.[location.slot];
+    return this.knownHashes(location.frameId)?.[location.slot];
+  }
+
+  /** A frame's hash table from the header cache or the frame cache, without I/O. */
+  private knownHashes(frameId: number): readonly Buffer[] | undefined {
+    return this.frameHashes.get(frameId) ?? this.frameCache.peek(frameId)?.hashes;
   }
 
   /**
@@ -370,7 +375,7 @@ export class PoolContext {
    * null when the header cannot be read or fails its check.
    */
   private async headerHashes(location: ChunkLocation): Promise<readonly Buffer[] | null> {
-    let hashes = this.frameHashes.get(location.frameId) ?? this.frameCache.peek(location.frameId)?.hashes;
+    let hashes = this.knownHashes(location.frameId);
     if (hashes === undefined) {
       const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
       try {

@@ -51,7 +51,7 @@ export function foldRows(rows: readonly GroupRow[], gen: number): GroupFold {
 }
 
 /** The view with the row born at `birth` replaced by `runs` (inserted; removed when null). */
-export function withRow(view: GroupView, grp: number, birth: number, runs: Buffer | null): GroupView {
+function withRow(view: GroupView, grp: number, birth: number, runs: Buffer | null): GroupView {
   const rows = view.rows.filter((row) => row.birth !== birth);
   if (runs !== null) {
     let at = rows.length;
@@ -75,6 +75,8 @@ export function foldAt(view: GroupView, gen: number): GroupFold {
  */
 export class GroupViewCache {
   private readonly views: GenerationalCache<number, GroupView>;
+  /** Views with the rows a transaction under way rewrote (see rewrite). */
+  private readonly rewritten = new Map<number, GroupView>();
 
   constructor(entriesMax: number) {
     this.views = new GenerationalCache(entriesMax);
@@ -116,17 +118,31 @@ export class GroupViewCache {
     return this.views.get(key(volumeId, grp));
   }
 
-  install(volumeId: number, grp: number, view: GroupView): void {
-    this.views.set(key(volumeId, grp), view);
+  /**
+   * Inside a transaction: drops the view of a group whose row born at `birth` becomes
+   * `runs` (null: deleted), keeping the view with that row for keepRewritten().
+   */
+  rewrite(volumeId: number, grp: number, birth: number, runs: Buffer | null): void {
+    const groupKey = key(volumeId, grp);
+    const base = this.rewritten.get(groupKey) ?? this.views.get(groupKey);
+    this.views.delete(groupKey);
+    if (base !== undefined) this.rewritten.set(groupKey, withRow(base, grp, birth, runs));
   }
 
-  /** Drops the view of a group whose rows change. */
-  forget(volumeId: number, grp: number): void {
-    this.views.delete(key(volumeId, grp));
+  /** The transaction succeeded: the rewritten groups get their views back. */
+  keepRewritten(): void {
+    for (const [groupKey, view] of this.rewritten) this.views.set(groupKey, view);
+    this.rewritten.clear();
+  }
+
+  /** A transaction starts: nothing from one that failed is kept. */
+  dropRewritten(): void {
+    this.rewritten.clear();
   }
 
   clear(): void {
     this.views.clear();
+    this.rewritten.clear();
   }
 }
 

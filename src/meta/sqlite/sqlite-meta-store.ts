@@ -32,7 +32,7 @@ import {
   type VolumeRecord,
 } from '../meta-store.js';
 import { decodeGroup, emptySlots, encodeGroup, forEachRun, groupBlocks, groupOf, type GroupSlots } from './extent-groups.js';
-import { foldAt, GroupViewCache, withRow, type GroupRow, type GroupView } from './group-views.js';
+import { foldAt, GroupViewCache, type GroupRow, type GroupView } from './group-views.js';
 import { LocationTable, PrefixChunkTable } from './location-table.js';
 import { migrations } from './migrations.js';
 import { PrefixFilter } from './prefix-filter.js';
@@ -153,8 +153,6 @@ export class SqliteMetaStore implements MetaStore {
   private readonly locations = new LocationTable(limits.metaLocationCacheEntries);
   /** Recently read extent groups (see GroupViewCache); a commit drops the groups it changes. */
   private readonly groups = new GroupViewCache(limits.metaGroupCacheEntries);
-  /** Groups a commit under way rewrote, with their views before it (see reinstallGroupViews). */
-  private readonly rewrittenGroups = new Map<number, { volumeId: number; grp: number; base: GroupView; rows: { birth: number; runs: Buffer | null }[] }>();
   /** The chunk last stored or looked up per hash prefix (see recentChunks). */
   private readonly recentByPrefix = new PrefixChunkTable(limits.metaRecentChunkEntries);
   /** Per volume, a count of commits that changed its extent rows (see extentEpoch). */
@@ -600,7 +598,7 @@ export class SqliteMetaStore implements MetaStore {
     return this.run('committing metadata', () => {
       this.db.transaction(() => this.apply(changes))();
       this.rememberNewChunks(changes);
-      this.reinstallGroupViews();
+      this.groups.keepRewritten();
     });
   }
 
@@ -633,7 +631,7 @@ export class SqliteMetaStore implements MetaStore {
 
   private apply(changes: MetaChanges): void {
     this.framesLeft.clear(); // nothing left over from a transaction that failed
-    this.rewrittenGroups.clear();
+    this.groups.dropRewritten();
     for (const pack of changes.packs ?? []) {
       this.sql(
         `INSERT INTO pack (id, state, bytes, chunk_count, live_chunks, retired_ms) VALUES (?, ?, ?, 0, 0, ?)
@@ -692,19 +690,6 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   /**
-   * After a successful commit: the groups whose views it dropped get them back with the
-   * rows it wrote.
-   */
-  private reinstallGroupViews(): void {
-    for (const { volumeId, grp, base, rows } of this.rewrittenGroups.values()) {
-      let view = base;
-      for (const row of rows) view = withRow(view, grp, row.birth, row.runs);
-      this.groups.install(volumeId, grp, view);
-    }
-    this.rewrittenGroups.clear();
-  }
-
-  /**
    * Inserts rows given as one flat list of values, `columns` per row, with multi-row
    * statements (see batchesOf; a destage inserts thousands; one statement per
    * row spent more time binding than SQLite spent inserting).
@@ -740,13 +725,8 @@ export class SqliteMetaStore implements MetaStore {
     for (const entry of touched.values()) {
       // Moved once per touched group: the number only has to change.
       this.extentEpochs.set(entry.volumeId, (this.extentEpochs.get(entry.volumeId) ?? 0) + 1);
-      const groupKey = entry.volumeId * 2 ** 32 + entry.grp;
-      const rewritten = this.rewrittenGroups.get(groupKey);
-      const base = rewritten === undefined ? this.groups.peek(entry.volumeId, entry.grp) : undefined;
-      this.groups.forget(entry.volumeId, entry.grp);
       const runs = encodeGroup(entry.slots);
-      if (rewritten !== undefined) rewritten.rows.push({ birth: entry.birth, runs });
-      else if (base !== undefined) this.rewrittenGroups.set(groupKey, { volumeId: entry.volumeId, grp: entry.grp, base, rows: [{ birth: entry.birth, runs }] });
+      this.groups.rewrite(entry.volumeId, entry.grp, entry.birth, runs);
       if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
       else write.run(entry.volumeId, entry.grp, entry.birth, runs);
     }
