@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { importImage } from './raw-image.js';
+import { dataPieces, importImage } from './raw-image.js';
 import { Pool, type PoolPolicyOptions, type PoolTuning } from '../../src/engine/index.js';
 
 export interface StrataIngestResult {
@@ -51,10 +51,13 @@ export async function ingestStrata(
     let ingestMs = 0;
     try {
       const start = performance.now();
-      for (const image of images) {
+      // Where the images hold data, asked before the pool grows (a process spawned from
+      // a large one costs more).
+      const pieces = await Promise.all(images.map((image) => dataPieces(image)));
+      for (const [index, image] of images.entries()) {
         const name = path.basename(image).replace(/\.img$/, '');
         await pool.createVolume(name, fs.statSync(image).size);
-        await importImage(image, pool.openVolume(name), () => undefined);
+        await importImage(image, pool.openVolume(name), () => undefined, pieces[index]);
       }
       ingestMs = performance.now() - start;
       stats = await pool.stats();
