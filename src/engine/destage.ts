@@ -38,11 +38,62 @@ interface PendingChunk {
 
 interface VolumeWork {
   readonly volume: VolumeState;
+  /** The blocks written, ascending. */
   readonly blocks: number[];
-  /** Per block: hole (null), ZERO_CHUNK, a chunk id, or (before resolution) its hash key. */
-  readonly targets: Map<number, ChunkRef | string>;
+  /** What blocks[i] becomes: hole (null), ZERO_CHUNK or a chunk id (data blocks: once resolved). */
+  readonly targets: ChunkRef[];
   /** Head blocks holding data after the destage less before (decideRows). */
   mappedDelta: number;
+}
+
+/** A data block of the destage; its position in the destage's list is its slot in the worker's slab. */
+interface DataBlock {
+  readonly item: VolumeWork;
+  /** Its index in item.blocks. */
+  readonly index: number;
+  readonly block: number;
+  readonly entry: Buffer;
+}
+
+/** A hash met in this destage, and the chunk holding it (-1 while it is being looked up). */
+interface KnownHash {
+  readonly hash: Buffer;
+  chunkId: number;
+  /** Slot of the first block with this content. */
+  readonly slot: number;
+}
+
+/**
+ * The hashes met in this destage, by content: a Map from the first 32 bits of the
+ * hash (uniform, so nearly always one entry each) to the entries with that prefix. A
+ * lookup reads the hash in place in the worker's hash table: no key is made per block.
+ */
+class KnownHashes {
+  private readonly byPrefix = new Map<number, KnownHash | KnownHash[]>();
+
+  get(table: Uint8Array, at: number): KnownHash | undefined {
+    const found = this.byPrefix.get(prefixAt(table, at));
+    if (found === undefined) return undefined;
+    if (!Array.isArray(found)) return sameHash(found.hash, table, at) ? found : undefined;
+    return found.find((entry) => sameHash(entry.hash, table, at));
+  }
+
+  add(entry: KnownHash): void {
+    const prefix = prefixAt(entry.hash, 0);
+    const found = this.byPrefix.get(prefix);
+    if (found === undefined) this.byPrefix.set(prefix, entry);
+    else if (Array.isArray(found)) found.push(entry);
+    else this.byPrefix.set(prefix, [found, entry]);
+  }
+}
+
+function prefixAt(table: Uint8Array, at: number): number {
+  return ((table[at] << 24) | (table[at + 1] << 16) | (table[at + 2] << 8) | table[at + 3]) | 0;
+}
+
+function sameHash(hash: Uint8Array, table: Uint8Array, at: number): boolean {
+  for (let byte = 0; byte < 32; byte += 1) if (hash[byte] !== table[at + byte]) return false;
+  return true;
 }
 
 export function addRef(deltas: Map<number, number>, chunk: ChunkRef, delta: number): void {
@@ -106,16 +157,16 @@ export async function cutBack(ctx: PoolContext, packStarts: Map<number, number>)
 
 async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
   const work: VolumeWork[] = [];
-  const data: { item: VolumeWork; block: number; entry: Buffer }[] = [];
+  const data: DataBlock[] = [];
   for (const volume of frozen) {
     const destaging = volume.buffer.destaging!;
-    const item: VolumeWork = { volume, blocks: [...destaging.keys()].sort((a, b) => a - b), targets: new Map(), mappedDelta: 0 };
-    for (const block of item.blocks) {
+    const blocks = [...destaging.keys()].sort((a, b) => a - b);
+    const item: VolumeWork = { volume, blocks, targets: new Array<ChunkRef>(blocks.length).fill(null), mappedDelta: 0 };
+    blocks.forEach((block, index) => {
       const entry = destaging.get(block)!;
-      if (entry === 'hole') item.targets.set(block, null);
-      else if (entry === 'zero') item.targets.set(block, ZERO_CHUNK);
-      else data.push({ item, block, entry });
-    }
+      if (entry === 'zero') item.targets[index] = ZERO_CHUNK;
+      else if (entry !== 'hole') data.push({ item, index, block, entry });
+    });
     work.push(item);
   }
   // The data is cut into slices the worker hashes one after another, while this thread
@@ -129,11 +180,11 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const hashing = slices.map((slice) => ctx.offload.hash(slice.first, slice.count, ctx.blockSize));
   const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
-  const pendingByKey = new Map<string, PendingChunk>();
+  const known = new KnownHashes();
   const framesBySlice: PendingChunk[][][] = [];
   const compressing: Promise<(CompressedFrame | null)[]>[] = [];
   for (let index = 0; index < slices.length; index += 1) {
-    const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], pendingByKey);
+    const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], known);
     const frames = groupFrames(ctx, fresh, data);
     framesBySlice.push(frames);
     compressing.push(
@@ -175,13 +226,12 @@ function holdsData(chunk: ChunkRef | undefined): boolean {
 }
 
 /**
- * The stored chunk holding each hash (keys are hashes as latin1 strings). Metadata
- * knows hash prefixes only; a candidate counts once its frame header shows the whole
- * hash. A healthy copy is preferred to one known to be damaged.
+ * The stored chunk holding each hash, or undefined. Metadata knows hash prefixes only;
+ * a candidate counts once its frame header shows the whole hash. A healthy copy is
+ * preferred to one known to be damaged.
  */
-async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Map<string, { chunkId: number }>> {
-  const result = new Map<string, { chunkId: number }>();
-  const hashes = keys.map((key) => Buffer.from(key, 'latin1'));
+async function findStored(ctx: PoolContext, hashes: readonly Buffer[]): Promise<(number | undefined)[]> {
+  const result = new Array<number | undefined>(hashes.length);
   // Most candidates' frame headers are in memory: no promise for those.
   const confirmed = (index: number, location: ChunkLocation): boolean | Promise<boolean> => {
     const known = ctx.cachedChunkHash(location);
@@ -192,12 +242,12 @@ async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Ma
   // the hashes they do not confirm.
   const recent = ctx.meta.recentChunks(hashes);
   const rest: number[] = [];
-  for (let index = 0; index < keys.length; index += 1) {
+  for (let index = 0; index < hashes.length; index += 1) {
     const location = recent[index];
     if (location !== undefined && !ctx.suspectChunks.has(location.chunkId)) {
       const match = confirmed(index, location);
       if (match === true || (match !== false && (await match))) {
-        result.set(keys[index], { chunkId: location.chunkId });
+        result[index] = location.chunkId;
         continue;
       }
     }
@@ -205,11 +255,12 @@ async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Ma
   }
   if (rest.length === 0) return result;
   const candidates = await ctx.meta.chunkCandidates(rest.map((index) => hashes[index]));
+  if (candidates.size === 0) return result;
   for (const index of rest) {
-    for (const candidate of candidates.get(keys[index]) ?? []) {
+    for (const candidate of candidates.get(hashes[index].toString('latin1')) ?? []) {
       const match = confirmed(index, candidate.location);
       if (match === false || (match !== true && !(await match))) continue;
-      result.set(keys[index], { chunkId: candidate.chunkId });
+      result[index] = candidate.chunkId;
       if (!ctx.suspectChunks.has(candidate.chunkId)) break;
     }
   }
@@ -221,66 +272,59 @@ async function findStored(ctx: PoolContext, keys: readonly string[]): Promise<Ma
  * shares a stored chunk, a chunk new in this destage, or becomes a new chunk (returned,
  * in block order).
  */
-async function resolveSlice(
-  ctx: PoolContext,
-  data: { item: VolumeWork; block: number }[],
-  first: number,
-  { hashes, zero }: HashResult,
-  pendingByKey: Map<string, PendingChunk>,
-): Promise<PendingChunk[]> {
-  const keys = new Set<string>();
-  const hashTable = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength);
-  for (let index = 0; index < zero.length; index += 1) {
-    const piece = data[first + index];
-    if (zero[index] === 1) {
-      piece.item.targets.set(piece.block, ZERO_CHUNK);
-      continue;
-    }
-    const key = hashTable.toString('latin1', index * 32, index * 32 + 32);
-    if (!pendingByKey.has(key)) keys.add(key);
-    piece.item.targets.set(piece.block, key);
-  }
-  const existing = ctx.policy.dedup ? await findStored(ctx, [...keys]) : new Map<string, { chunkId: number }>();
+async function resolveSlice(ctx: PoolContext, data: readonly DataBlock[], first: number, { hashes, zero }: HashResult, known: KnownHashes): Promise<PendingChunk[]> {
+  const table = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength);
   const fresh: PendingChunk[] = [];
+  if (!ctx.policy.dedup) {
+    for (let index = 0; index < zero.length; index += 1) {
+      const piece = data[first + index];
+      piece.item.targets[piece.index] = zero[index] === 1 ? ZERO_CHUNK : newChunk(ctx, table.subarray(index * 32, index * 32 + 32), first + index, fresh).id;
+    }
+    return fresh;
+  }
+  // Each block's hash: met before in this destage, or first met here (asked of the store).
+  const seen = new Array<KnownHash | undefined>(zero.length);
+  const asked: KnownHash[] = [];
+  for (let index = 0; index < zero.length; index += 1) {
+    if (zero[index] === 1) continue;
+    let entry = known.get(table, index * 32);
+    if (entry === undefined) {
+      entry = { hash: table.subarray(index * 32, index * 32 + 32), chunkId: -1, slot: first + index };
+      known.add(entry);
+      asked.push(entry);
+    } else {
+      ctx.counters.dedupHits += 1;
+    }
+    seen[index] = entry;
+  }
+  const stored = await findStored(ctx, asked.map((entry) => entry.hash));
+  asked.forEach((entry, index) => {
+    const chunkId = stored[index];
+    if (chunkId === undefined) {
+      entry.chunkId = newChunk(ctx, entry.hash, entry.slot, fresh).id;
+    } else if (ctx.suspectChunks.has(chunkId)) {
+      // Only a damaged copy is stored: this one takes its place.
+      fresh.push({ id: chunkId, hash: entry.hash, slot: entry.slot, heals: true });
+      entry.chunkId = chunkId;
+    } else {
+      ctx.counters.dedupHits += 1;
+      entry.chunkId = chunkId;
+    }
+  });
   for (let index = 0; index < zero.length; index += 1) {
     const piece = data[first + index];
-    const key = piece.item.targets.get(piece.block);
-    if (typeof key !== 'string') continue;
-    piece.item.targets.set(piece.block, resolveChunk(ctx, key, first + index, existing, pendingByKey, fresh));
+    piece.item.targets[piece.index] = zero[index] === 1 ? ZERO_CHUNK : (seen[index] as KnownHash).chunkId;
   }
+  // In slot order: asked lists hashes by their first block.
   return fresh;
 }
 
-function resolveChunk(
-  ctx: PoolContext,
-  key: string,
-  slot: number,
-  existing: Map<string, { chunkId: number }>,
-  pendingByKey: Map<string, PendingChunk>,
-  fresh: PendingChunk[],
-): number {
-  const stored = existing.get(key);
-  if (stored && ctx.suspectChunks.has(stored.chunkId) && !pendingByKey.has(key)) {
-    const copy: PendingChunk = { id: stored.chunkId, hash: Buffer.from(key, 'latin1'), slot, heals: true };
-    pendingByKey.set(key, copy);
-    fresh.push(copy);
-    return copy.id;
-  }
-  if (stored) {
-    ctx.counters.dedupHits += 1;
-    return stored.chunkId;
-  }
-  const pending = ctx.policy.dedup ? pendingByKey.get(key) : undefined;
-  if (pending) {
-    ctx.counters.dedupHits += 1;
-    return pending.id;
-  }
-  const chunk: PendingChunk = { id: ctx.nextChunkId, hash: Buffer.from(key, 'latin1'), slot };
+function newChunk(ctx: PoolContext, hash: Buffer, slot: number, fresh: PendingChunk[]): PendingChunk {
+  const chunk: PendingChunk = { id: ctx.nextChunkId, hash, slot };
   ctx.nextChunkId += 1;
   ctx.counters.newChunks += 1;
-  pendingByKey.set(key, chunk);
   fresh.push(chunk);
-  return chunk.id;
+  return chunk;
 }
 
 /**
@@ -289,11 +333,11 @@ function resolveChunk(
  * (compression sees neighbouring blocks); scattered random writes get small frames, so
  * reading one block back later decompresses little more than that block.
  */
-function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: { item: VolumeWork; block: number }[]): PendingChunk[][] {
+function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: readonly DataBlock[]): PendingChunk[][] {
   const perFrame = Math.min(limits.frameChunksMax, Math.max(1, Math.floor(ctx.tuning.frameRawBytesMax / ctx.blockSize)));
   const frames: PendingChunk[][] = [];
   let current: PendingChunk[] = [];
-  let start: { item: VolumeWork; block: number } | null = null;
+  let start: DataBlock | null = null;
   for (const chunk of chunks) {
     const at = data[chunk.slot];
     if (start !== null && (current.length === perFrame || at.item !== start.item || at.block >= start.block + perFrame)) {
@@ -369,16 +413,17 @@ async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number
   const snapGen = volume.latestSnapshotGen;
   const hasParent = volume.record.parentId !== null;
   // Blocks about to become holes in place may drop their row when nothing older exists.
-  const holeCandidates = item.blocks.filter((block) => {
+  const holeCandidates = item.blocks.filter((block, index) => {
     const row = latest.get(block);
-    return item.targets.get(block) === null && row !== undefined && row.birth > snapGen && !hasParent;
+    return item.targets[index] === null && row !== undefined && row.birth > snapGen && !hasParent;
   });
   const withOlder = holeCandidates.length > 0 ? await ctx.meta.blocksWithRowBornIn(volumeId, holeCandidates, -1, snapGen) : new Set<number>();
   const writes = changes.extentWrites as ExtentWrite[];
   const deletes = changes.extentDeletes as ExtentDelete[];
   const deltas = changes.refDeltas!;
-  for (const block of item.blocks) {
-    const target = item.targets.get(block) as ChunkRef;
+  for (let index = 0; index < item.blocks.length; index += 1) {
+    const block = item.blocks[index];
+    const target = item.targets[index];
     const row = latest.get(block);
     if (row !== undefined && row.chunk === target) continue;
     item.mappedDelta += Number(holdsData(target)) - Number(holdsData(row?.chunk));

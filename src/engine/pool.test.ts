@@ -433,6 +433,28 @@ describe('dedup and compression', () => {
     }
   });
 
+  it('tells apart blocks whose hashes share their first 32 bits, within a destage and across', async () => {
+    // 4 KiB of 7s with a little-endian u32 at offset 0: SHA-256 of 4954 and of 24095 both begin fc5347fc.
+    const block = (counter: number) => {
+      const data = Buffer.alloc(4 * KiB, 7);
+      data.writeUInt32LE(counter, 0);
+      return data;
+    };
+    const [a, b] = [block(4954), block(24095)];
+    const pool = await newPool({ compression: 'none' });
+    await pool.createVolume('v', MiB);
+    const volume = pool.openVolume('v');
+    await volume.write(0, Buffer.concat([a, b, a, b]));
+    await pool.flush();
+    await volume.write(64 * KiB, Buffer.concat([b, a]));
+    await pool.flush();
+    const stats = await pool.stats();
+    expect(stats.referencedBytes).toBe(24 * KiB);
+    expect(stats.uniqueBytes).toBe(8 * KiB);
+    expect(await volume.read(0, 16 * KiB)).toEqual(Buffer.concat([a, b, a, b]));
+    expect(await volume.read(64 * KiB, 8 * KiB)).toEqual(Buffer.concat([b, a]));
+  });
+
   it('compresses compressible data with lz4 and zstd', async () => {
     for (const compression of ['lz4', 'zstd'] as const) {
       const pool = await newPool({ compression });
