@@ -255,26 +255,29 @@ export class CpuOffload {
   }
 
   /**
-   * Copies blocks into the shared slab (reused between destages; only one destage runs
-   * at a time) and returns a view of it. Slot i holds blocks[i].
+   * Makes room for `slots` blocks in the shared slab (reused between destages; only one
+   * destage runs at a time). Its contents are lost when it grows: call before load.
    */
-  load(blocks: readonly Buffer[], blockSize: number): Buffer {
-    const bytes = blocks.length * blockSize;
+  reserve(slots: number, blockSize: number): void {
+    const bytes = slots * blockSize;
     if (this.slab.byteLength < bytes) this.slab = new SharedArrayBuffer(Math.max(bytes, this.slab.byteLength * 2));
-    const view = Buffer.from(this.slab, 0, bytes);
+  }
+
+  /** Copies blocks into the slab: blocks[i] into slot first + i. */
+  load(blocks: readonly Buffer[], blockSize: number, first: number): void {
+    const view = Buffer.from(this.slab, first * blockSize, blocks.length * blockSize);
     // Blocks that lie back to back in one buffer (a large write's) are copied as one run.
     let runStart = 0;
     for (let index = 1; index <= blocks.length; index += 1) {
-      const first = blocks[runStart];
+      const head = blocks[runStart];
       const next = blocks[index];
       const contiguous =
-        next !== undefined && first.length === blockSize && next.buffer === first.buffer && next.byteOffset === first.byteOffset + (index - runStart) * blockSize && next.length === blockSize;
+        next !== undefined && head.length === blockSize && next.buffer === head.buffer && next.byteOffset === head.byteOffset + (index - runStart) * blockSize && next.length === blockSize;
       if (contiguous) continue;
-      const source = index - runStart === 1 ? first : Buffer.from(first.buffer, first.byteOffset, (index - runStart) * blockSize);
+      const source = index - runStart === 1 ? head : Buffer.from(head.buffer, head.byteOffset, (index - runStart) * blockSize);
       source.copy(view, runStart * blockSize);
       runStart = index;
     }
-    return view;
   }
 
   /** Hashes slots [first, first + count); results are indexed from first. */

@@ -173,11 +173,17 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   // reads the rows the writes will replace and resolves each hashed slice (dedup).
   // Each slice's new frames are then compressed on the worker while this thread
   // decides the rows and appends the frames of the slices already compressed.
-  ctx.offload.load(data.map((piece) => piece.entry), ctx.blockSize);
+  // A slice is copied into the worker's slab and hashed there while the next is copied.
   const sliceBlocks = Math.max(1, Math.floor(limits.destageSliceBytes / ctx.blockSize));
   const slices: { first: number; count: number }[] = [];
   for (let first = 0; first < data.length; first += sliceBlocks) slices.push({ first, count: Math.min(sliceBlocks, data.length - first) });
-  const hashing = slices.map((slice) => ctx.offload.hash(slice.first, slice.count, ctx.blockSize));
+  ctx.offload.reserve(data.length, ctx.blockSize);
+  const hashing = slices.map((slice) => {
+    const blocks = new Array<Buffer>(slice.count);
+    for (let index = 0; index < slice.count; index += 1) blocks[index] = data[slice.first + index].entry;
+    ctx.offload.load(blocks, ctx.blockSize, slice.first);
+    return ctx.offload.hash(slice.first, slice.count, ctx.blockSize);
+  });
   const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
   const known = new KnownHashes();
