@@ -46,6 +46,12 @@ interface VolumeWork {
   mappedDelta: number;
 }
 
+/** Reference counts of the chunks new in a destage: ids first, first + 1, ... */
+interface NewRefs {
+  readonly first: number;
+  readonly counts: Int32Array;
+}
+
 /** A data block of the destage; its position in the destage's list is its slot in the worker's slab. */
 interface DataBlock {
   readonly item: VolumeWork;
@@ -187,6 +193,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
   const known = new KnownHashes();
+  const firstNewChunk = ctx.nextChunkId;
   const framesBySlice: PendingChunk[][][] = [];
   const compressing: Promise<(CompressedFrame | null)[]>[] = [];
   for (let index = 0; index < slices.length; index += 1) {
@@ -200,10 +207,12 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     );
   }
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
-  for (const item of work) await decideRows(ctx, item, latest.get(item)!, changes);
+  // New chunks have consecutive ids: their references are counted in an array.
+  const newRefs: NewRefs = { first: firstNewChunk, counts: new Int32Array(ctx.nextChunkId - firstNewChunk) };
+  for (const item of work) await decideRows(ctx, item, latest.get(item)!, changes, newRefs);
   const packEnds = new Map<number, number>();
   for (let index = 0; index < slices.length; index += 1) {
-    writeFrames(ctx, framesBySlice[index], await compressing[index], data, changes, packStarts, packEnds);
+    writeFrames(ctx, framesBySlice[index], await compressing[index], data, changes, newRefs, packStarts, packEnds);
   }
   recordPacks(ctx, packEnds, changes);
   if (packStarts.size > 0) await ctx.chunks.sync();
@@ -365,6 +374,7 @@ function writeFrames(
   payloads: (CompressedFrame | null)[],
   data: { entry: Buffer }[],
   changes: MetaChanges,
+  newRefs: NewRefs,
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
 ): void {
@@ -387,9 +397,8 @@ function writeFrames(
     group.forEach((chunk, slot) => {
       if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });
       // Inserted with its final reference count (decideRows ran first): one statement, not two.
-      const refs = changes.refDeltas!.get(chunk.id) ?? 0;
+      const refs = newRefs.counts[chunk.id - newRefs.first];
       assert(refs > 0, `new chunk ${chunk.id} is referenced by no block`);
-      changes.refDeltas!.delete(chunk.id);
       const row: NewChunk = { id: chunk.id, hash: chunk.hash, frameId: frame.id, slot, refs };
       changes.chunks!.push(row);
     });
@@ -412,7 +421,7 @@ export function recordPacks(ctx: PoolContext, packEnds: Map<number, number>, cha
 }
 
 /** Turns one volume's resolved targets into extent row changes and reference deltas. */
-async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number, ExtentRow>, changes: MetaChanges): Promise<void> {
+async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number, ExtentRow>, changes: MetaChanges, newRefs: NewRefs): Promise<void> {
   const volume = item.volume;
   const volumeId = volume.id;
   const headGen = volume.record.headGen;
@@ -441,6 +450,7 @@ async function decideRows(ctx: PoolContext, item: VolumeWork, latest: Map<number
       if (target === null && !hasParent && (row === undefined || row.chunk === null)) continue;
       writes.push({ volumeId, block, birth: headGen, chunk: target });
     }
-    addRef(deltas, target, +1);
+    if (target !== null && target >= newRefs.first) newRefs.counts[target - newRefs.first] += 1;
+    else addRef(deltas, target, +1);
   }
 }

@@ -705,8 +705,11 @@ export class SqliteMetaStore implements MetaStore {
     if (deletes.length === 0 && writes.length === 0) return;
     const read = this.sql('SELECT runs FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
     const touched = new Map<string, { volumeId: number; grp: number; birth: number; slots: GroupSlots }>();
+    // Rows come in block order: most belong to the group of the row before.
+    let last: { volumeId: number; grp: number; birth: number; slots: GroupSlots } | undefined;
     const slotsOf = (volumeId: number, block: number, birth: number): GroupSlots => {
       const grp = groupOf(block);
+      if (last !== undefined && last.grp === grp && last.volumeId === volumeId && last.birth === birth) return last.slots;
       const key = `${volumeId}:${grp}:${birth}`;
       let entry = touched.get(key);
       if (entry === undefined) {
@@ -716,6 +719,7 @@ export class SqliteMetaStore implements MetaStore {
         entry = { volumeId, grp, birth, slots: row ? decodeGroup(row.runs) : emptySlots() };
         touched.set(key, entry);
       }
+      last = entry;
       return entry.slots;
     };
     for (const row of deletes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = undefined;
