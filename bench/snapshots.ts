@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { SqliteMetaStore } from '../src/meta/index.js';
 import { Pool } from '../src/engine/index.js';
-import { fmt, GiB, printTable, sampleData, timed, withScratch } from './support.js';
+import { fmt, GiB, median, printTable, sampleData, timed, withScratch } from './support.js';
 
 const blockSize = 64 * 1024;
 const tuning = { compactIntervalMs: 0, writebackDelayMs: 0 };
@@ -42,11 +42,6 @@ async function change(pool: Pool, count: number, salt: number): Promise<void> {
   const stride = Math.floor(disk.sizeBytes / blockSize / count);
   for (let i = 0; i < count; i += 1) await disk.write(i * stride * blockSize, sampleData((i + salt) * 4099, blockSize));
   await disk.flush();
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function measure(writtenBytes: number, changed: number): Promise<Record<string, string>> {

@@ -15,7 +15,7 @@ import { silentLogger } from '../src/common/log.js';
 import { startDaemon } from '../src/daemon/index.js';
 import { chooseAccel, VmManager, type VmDefinition } from '../src/vm/index.js';
 import { buildInitramfs, findCloudKernel, guestInitPreamble, haveStaticBusybox } from '../test/helpers/guest-image.js';
-import { fmt, have, MiB, printTable, sampleData, withScratch } from './support.js';
+import { fmt, have, median, MiB, printTable, sampleData, withScratch } from './support.js';
 
 const boots = Number(process.env.STRATA_BENCH_VM_BOOTS ?? 3);
 const clones = Number(process.env.STRATA_BENCH_VM_CLONES ?? 10);
@@ -26,11 +26,6 @@ cat /mnt/files/* > /dev/null
 echo "${marker} $(ls /mnt/files | wc -l)"
 while true; do sleep 1; done
 `;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 async function bootOnce(manager: VmManager, name: string): Promise<number> {
   const start = performance.now();

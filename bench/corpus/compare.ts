@@ -4,14 +4,19 @@
  * and restic, in the same run. Figures: bytes stored on the host (repository or pool
  * directory, allocated) and ingest wall time, with ratios against Strata's default
  * policy. Images are built on first use and cached outside the repository.
+ *
+ * One run of each tool moves by up to a quarter from run to run on a shared 2-vCPU
+ * machine, so Strata's default and the fastest borg variant then also run head to head
+ * in alternating order (STRATA_BENCH_CORPUS_ROUNDS rounds, default 3) and the median of
+ * the per-round ratios is printed.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '../../src/common/limits.js';
-import { cacheDir, fmt, printTable, warmPageCache } from '../support.js';
-import { measurePeers, readThrough } from './peers.js';
+import { cacheDir, fmt, median, printTable, warmPageCache } from '../support.js';
+import { measureBorgVariant, measurePeers, readThrough, type PeerResult } from './peers.js';
 import { ingestStrata, type StrataIngestResult } from './strata-ingest.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -74,7 +79,8 @@ export async function benchCorpus(): Promise<void> {
   }
   const base = strata[0];
   const rows = strata.map((result) => strataRow(result, base));
-  for (const peer of await measurePeers(images, work, { beforeEach: () => warmPageCache(work, warmBytes) })) {
+  const peers = await measurePeers(images, work, { beforeEach: () => warmPageCache(work, warmBytes) });
+  for (const peer of peers) {
     rows.push({
       tool: peer.tool,
       variant: peer.variant,
@@ -86,4 +92,32 @@ export async function benchCorpus(): Promise<void> {
     });
   }
   printTable(`Dedup corpus: ${images.length} ext4 images, stored bytes on the host and ingest time (ratios against Strata's default policy)`, rows);
+  const fastestBorg = peers.filter((peer) => peer.available && peer.tool === 'borg').sort((a, b) => a.ingestMs - b.ingestMs)[0];
+  if (fastestBorg !== undefined) await headToHead(images, work, warmBytes, fastestBorg);
+}
+
+async function headToHead(images: string[], work: string, warmBytes: number, peer: PeerResult): Promise<void> {
+  const rounds = Number(process.env.STRATA_BENCH_CORPUS_ROUNDS ?? 3);
+  const chunker = peer.variant.replace(/ lz4$/, '');
+  const rows: Record<string, string>[] = [];
+  const ratios: number[] = [];
+  for (let round = 1; round <= rounds; round += 1) {
+    const measureStrata = async () => {
+      warmPageCache(work, warmBytes);
+      return (await ingestStrata(images, work, { ...policies[0] })).ingestMs;
+    };
+    const measurePeer = async () => {
+      warmPageCache(work, warmBytes);
+      return (await measureBorgVariant(images, work, chunker)).ingestMs;
+    };
+    // Alternating which goes first, so neither always meets the machine's slower phase.
+    const strataFirst = round % 2 === 1;
+    const first = strataFirst ? await measureStrata() : await measurePeer();
+    const second = strataFirst ? await measurePeer() : await measureStrata();
+    const [strataMs, peerMs] = strataFirst ? [first, second] : [second, first];
+    ratios.push(strataMs / peerMs);
+    rows.push({ round: String(round), first: strataFirst ? 'strata' : 'borg', 'strata s': (strataMs / 1000).toFixed(1), [`borg ${chunker} s`]: (peerMs / 1000).toFixed(1), 'strata / borg': fmt.ratio(strataMs / peerMs) });
+  }
+  rows.push({ round: 'median', first: '', 'strata s': '', [`borg ${chunker} s`]: '', 'strata / borg': fmt.ratio(median(ratios)) });
+  printTable(`Dedup corpus ingest head to head: Strata's default against borg ${chunker}, ${rounds} alternating rounds`, rows);
 }

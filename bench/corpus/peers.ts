@@ -410,6 +410,16 @@ export async function measurePeers(
   return results;
 }
 
+/** One borg chunker variant alone (the benchmark's head-to-head rounds). */
+export async function measureBorgVariant(
+  images: string[],
+  workDir: string,
+  chunker: string,
+  options: MeasureOptions = {},
+): Promise<{ storedBytes: number; ingestMs: number }> {
+  return measureBorg(images.map((p) => resolve(p)), resolve(workDir), chunker, { ...options, commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS });
+}
+
 // ---------------------------------------------------------------------------
 // Standalone use
 
