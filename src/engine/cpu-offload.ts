@@ -1,9 +1,11 @@
 /*
- * CPU offload: a worker thread that, for destage, finds all-zero blocks, hashes the rest
- * with SHA-256 and compresses frames, while the main thread reads and writes metadata
- * and keeps accepting writes; and, for large reads, checks and decompresses the frames
- * read from packs (a second instance, so reads never queue behind a destage). Blocks travel in a SharedArrayBuffer slab (one copy, no
- * serialisation); results come back as transferred buffers.
+ * CPU offload: worker threads that, for destage, find all-zero blocks, hash the rest
+ * with SHA-256 and compress frames, while the main thread reads and writes metadata
+ * and keeps accepting writes; and, for large reads, check and decompress the frames
+ * read from packs (a second instance, so reads never queue behind a destage). An
+ * instance may run several workers, each request going to the least busy. Blocks
+ * travel in a SharedArrayBuffer slab all workers see (one copy, no serialisation);
+ * results come back as transferred buffers.
  *
  * The worker's code is a small CommonJS script run with `eval`, so it works the same
  * from compiled output and from the TypeScript sources under test; it loads the
@@ -220,24 +222,38 @@ interface Pending {
   reject(error: Error): void;
 }
 
+interface Lane {
+  readonly worker: Worker;
+  /** Requests sent to this worker and not answered yet. */
+  inFlight: number;
+}
+
 export class CpuOffload {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, Pending>();
+  private readonly lanes: Lane[];
+  private readonly pending = new Map<number, Pending & { readonly lane: Lane }>();
   private nextId = 1;
   private slab = new SharedArrayBuffer(0);
 
-  constructor(zstdLevel: number) {
-    this.worker = new Worker(workerSource, { eval: true, workerData: { moduleUrl: import.meta.url, zstdLevel, savingsMinFraction: limits.compressionSavingsMinFraction, entropyBitsMax: limits.compressEntropyBitsMax } });
-    this.worker.unref();
-    this.worker.on('message', (message: { id: number; result?: unknown; error?: string }) => {
-      const pending = this.pending.get(message.id);
-      if (!pending) return;
-      this.pending.delete(message.id);
-      if (message.error !== undefined) pending.reject(new StrataError('STRATA_E_IO', `destage worker failed: ${message.error}`));
-      else pending.resolve(message.result);
-    });
-    this.worker.on('error', (error) => this.failAll(error));
-    this.worker.on('exit', () => this.failAll(new Error('destage worker exited')));
+  /**
+   * `workers` threads share the work: each request goes to the one with the fewest
+   * requests in flight, so the slices of a destage hash and compress side by side.
+   */
+  constructor(zstdLevel: number, workers = 1) {
+    const workerData = { moduleUrl: import.meta.url, zstdLevel, savingsMinFraction: limits.compressionSavingsMinFraction, entropyBitsMax: limits.compressEntropyBitsMax };
+    this.lanes = Array.from({ length: Math.max(1, workers) }, () => ({ worker: new Worker(workerSource, { eval: true, workerData }), inFlight: 0 }));
+    for (const { worker } of this.lanes) {
+      worker.unref();
+      worker.on('message', (message: { id: number; result?: unknown; error?: string }) => {
+        const pending = this.pending.get(message.id);
+        if (!pending) return;
+        this.pending.delete(message.id);
+        pending.lane.inFlight -= 1;
+        if (message.error !== undefined) pending.reject(new StrataError('STRATA_E_IO', `destage worker failed: ${message.error}`));
+        else pending.resolve(message.result);
+      });
+      worker.on('error', (error) => this.failAll(error));
+      worker.on('exit', () => this.failAll(new Error('destage worker exited')));
+    }
   }
 
   private failAll(error: Error): void {
@@ -245,12 +261,14 @@ export class CpuOffload {
     this.pending.clear();
   }
 
-  private request<T>(message: Record<string, unknown>): Promise<T> {
+  private request<T>(message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<T> {
     const id = this.nextId;
     this.nextId += 1;
+    const lane = this.lanes.reduce((best, candidate) => (candidate.inFlight < best.inFlight ? candidate : best));
+    lane.inFlight += 1;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ ...message, id });
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, lane });
+      lane.worker.postMessage({ ...message, id }, transfer);
     });
   }
 
@@ -303,15 +321,10 @@ export class CpuOffload {
     // A span sharing its memory (Node's small-buffer pool) is copied into memory of its
     // own (not with Buffer.from, which may pool again): only such memory can be handed over.
     const buffers = spans.map((span) => (span.byteOffset === 0 && span.buffer.byteLength === span.length ? span : new Uint8Array(span)).buffer as ArrayBuffer);
-    return new Promise<DecodedSpans>((resolve, reject) => {
-      const id = this.nextId;
-      this.nextId += 1;
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ op: 'decode', spans: buffers, frames, id }, buffers);
-    });
+    return this.request<DecodedSpans>({ op: 'decode', spans: buffers, frames }, buffers);
   }
 
   async close(): Promise<void> {
-    await this.worker.terminate();
+    await Promise.all(this.lanes.map((lane) => lane.worker.terminate()));
   }
 }

@@ -3,11 +3,11 @@
  *
  *   1. freeze every volume's dirty map (new writes go to a fresh one);
  *   2. classify blocks: hole, allocated zeros (all-zero data is never stored), or data;
- *      hash data blocks with SHA-256 (on the CPU offload worker, while this thread
+ *      hash data blocks with SHA-256 (on the CPU offload workers, while this thread
  *      reads the extent rows the writes replace);
  *   3. dedup: reuse chunks already stored with the same hash (pool policy);
  *   4. pack the remaining new chunks, in block order, into frames of up to
- *      frameRawBytesMax raw bytes, compress them (on the worker, while this thread
+ *      frameRawBytesMax raw bytes, compress them (on the workers, while this thread
  *      decides the extent rows) and append them to the open pack;
  *   5. sync the packs, and only then
  *   6. commit one metadata transaction: frames, chunks, extent rows, reference counts.
@@ -175,11 +175,11 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     });
     work.push(item);
   }
-  // The data is cut into slices the worker hashes one after another, while this thread
-  // reads the rows the writes will replace and resolves each hashed slice (dedup).
-  // Each slice's new frames are then compressed on the worker while this thread
-  // decides the rows and appends the frames of the slices already compressed.
-  // A slice is copied into the worker's slab and hashed there while the next is copied.
+  // The data is cut into slices the workers hash (each slice copied into their slab
+  // just before, so hashing starts while the next is copied), while this thread reads
+  // the rows the writes will replace and resolves each hashed slice (dedup). Each
+  // slice's new frames are then compressed on the workers while this thread decides
+  // the rows and appends the frames of the slices already compressed.
   const sliceBlocks = Math.max(1, Math.floor(limits.destageSliceBytes / ctx.blockSize));
   const slices: { first: number; count: number }[] = [];
   for (let first = 0; first < data.length; first += sliceBlocks) slices.push({ first, count: Math.min(sliceBlocks, data.length - first) });

@@ -5,6 +5,7 @@
  * exported from the engine; the Pool class is the public face.
  */
 import * as crypto from 'node:crypto';
+import * as os from 'node:os';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
@@ -128,7 +129,8 @@ export class PoolContext {
     reclaimedBytes: 0,
   };
   readonly zeroBlock: Buffer;
-  readonly offload = new CpuOffload(zstdLevel);
+  /** Destage's workers: hashing, the zero check and compression. */
+  readonly offload = new CpuOffload(zstdLevel, Math.min(limits.destageWorkersMax, os.availableParallelism()));
   /** A second worker for reads: checks and decompresses frames of large reads. */
   readonly readOffload = new CpuOffload(zstdLevel);
   /**
