@@ -44,6 +44,12 @@ export const limits = {
    */
   destageSliceBytes: 16 * MiB,
   /**
+   * Slices the destage slab holds at once (its memory: this many slices, whatever the
+   * destage's size; a slab grown to a whole 128-256 MiB destage was memory never touched
+   * before, which costs 2-3 s/GiB on some virtual machines).
+   */
+  destageSlabSlices: 4,
+  /**
    * Worker threads that hash and compress destage slices (one per CPU up to this): the
    * main thread mostly waits while they compress, so on two CPUs two of them finish a
    * destage about a tenth sooner than one.

@@ -179,17 +179,29 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   // just before, so hashing starts while the next is copied), while this thread reads
   // the rows the writes will replace and resolves each hashed slice (dedup). Each
   // slice's new frames are then compressed on the workers while this thread decides
-  // the rows and appends the frames of the slices already compressed.
+  // the rows and appends the frames of the slices already compressed. The slab holds a
+  // few slices, not the whole destage: a slice's region takes the slice `regions` later
+  // once its frames are compressed.
   const sliceBlocks = Math.max(1, Math.floor(limits.destageSliceBytes / ctx.blockSize));
   const slices: { first: number; count: number }[] = [];
   for (let first = 0; first < data.length; first += sliceBlocks) slices.push({ first, count: Math.min(sliceBlocks, data.length - first) });
-  ctx.offload.reserve(data.length, ctx.blockSize);
-  const hashing = slices.map((slice) => {
+  const regions = Math.min(limits.destageSlabSlices, slices.length);
+  ctx.offload.reserve(regions * sliceBlocks, ctx.blockSize);
+  const regionStart = (index: number) => (index % regions) * sliceBlocks;
+  const hashSlice = (index: number): Promise<HashResult> => {
+    const slice = slices[index];
     const blocks = new Array<Buffer>(slice.count);
-    for (let index = 0; index < slice.count; index += 1) blocks[index] = data[slice.first + index].entry;
-    ctx.offload.load(blocks, ctx.blockSize, slice.first);
-    return ctx.offload.hash(slice.first, slice.count, ctx.blockSize);
-  });
+    for (let at = 0; at < slice.count; at += 1) blocks[at] = data[slice.first + at].entry;
+    ctx.offload.load(blocks, ctx.blockSize, regionStart(index));
+    return ctx.offload.hash(regionStart(index), slice.count, ctx.blockSize);
+  };
+  // Every promise here is awaited in order unless an earlier step failed: the others
+  // must not count as unhandled then.
+  const settled = <T>(promise: Promise<T>): Promise<T> => {
+    promise.catch(() => undefined);
+    return promise;
+  };
+  const hashing = slices.slice(0, regions).map((_, index) => settled(hashSlice(index)));
   const latest = new Map<VolumeWork, Map<number, ExtentRow>>();
   for (const item of work) latest.set(item, await ctx.meta.latestRows(item.volume.id, item.blocks));
   const known = new KnownHashes();
@@ -197,14 +209,18 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const framesBySlice: PendingChunk[][][] = [];
   const compressing: Promise<(CompressedFrame | null)[]>[] = [];
   for (let index = 0; index < slices.length; index += 1) {
-    const fresh = await resolveSlice(ctx, data, slices[index].first, await hashing[index], known);
+    const slice = slices[index];
+    const fresh = await resolveSlice(ctx, data, slice.first, await hashing[index], known);
     const frames = groupFrames(ctx, fresh, data);
     framesBySlice.push(frames);
-    compressing.push(
+    const slabSlot = (chunk: PendingChunk) => regionStart(index) + chunk.slot - slice.first;
+    const compressed = settled<(CompressedFrame | null)[]>(
       ctx.policy.compression === 'none' || frames.length === 0
         ? Promise.resolve(frames.map(() => null))
-        : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map((chunk) => chunk.slot))),
+        : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map(slabSlot))),
     );
+    compressing.push(compressed);
+    if (index + regions < slices.length) hashing.push(settled(compressed.then(() => hashSlice(index + regions))));
   }
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
   // New chunks have consecutive ids: their references are counted in an array.

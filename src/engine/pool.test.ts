@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { limits } from '../common/limits.js';
 import { Pool, type PoolPolicyOptions } from './index.js';
 
 const KiB = 1024;
@@ -453,6 +454,29 @@ describe('dedup and compression', () => {
     expect(stats.uniqueBytes).toBe(8 * KiB);
     expect(await volume.read(0, 16 * KiB)).toEqual(Buffer.concat([a, b, a, b]));
     expect(await volume.read(64 * KiB, 8 * KiB)).toEqual(Buffer.concat([b, a]));
+  });
+
+  it('destages more data than its slab holds at once, with repeats across slices', async () => {
+    // One slice more than the slab's regions, so later slices reuse regions of earlier ones.
+    const blocks = (limits.destageSlabSlices + 1) * (limits.destageSliceBytes / (4 * KiB)) + 3;
+    const data = Buffer.alloc(blocks * 4 * KiB);
+    const origin = (block: number): number => (block % 5 === 4 && block >= 3000 ? origin(block - 3000) : block);
+    for (let block = 0; block < blocks; block += 1) {
+      // Every fifth block repeats the one 3000 blocks before (usually in another slice).
+      const source = origin(block);
+      data.write(`block ${source} `.repeat(300), block * 4 * KiB, 'latin1');
+      data.writeUInt32LE(source, block * 4 * KiB);
+    }
+    const pool = await newPool();
+    await pool.createVolume('v', data.length);
+    const volume = pool.openVolume('v');
+    for (let at = 0; at < data.length; at += 8 * MiB) await volume.write(at, data.subarray(at, at + 8 * MiB));
+    await pool.flush();
+    const stats = await pool.stats();
+    expect(stats.referencedBytes).toBe(data.length);
+    expect(stats.uniqueBytes).toBe(data.length - Math.floor((blocks - 3000) / 5) * 4 * KiB);
+    expect(stats.compressionRatio).toBeGreaterThan(2);
+    for (let at = 0; at < data.length; at += 8 * MiB) expect((await volume.read(at, Math.min(8 * MiB, data.length - at))).equals(data.subarray(at, at + 8 * MiB))).toBe(true);
   });
 
   it('compresses compressible data with lz4 and zstd', async () => {
