@@ -414,7 +414,7 @@ export class Pool {
       return cached.blocks;
     }
     const start = performance.now();
-    const blocks = (await this.ctx.meta.volumeUsage(state.id, gen)).mappedBlocks;
+    const blocks = (await this.ctx.meta.blockCounts(state.id, gen)).mappedBlocks;
     state.mapped = { epoch, gen, blocks, countedMs: Date.now(), costMs: performance.now() - start };
     return blocks;
   }

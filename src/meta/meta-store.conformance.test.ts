@@ -277,6 +277,7 @@ describe.each(drivers)('MetaStore conformance: $name', (driver) => {
     expect(await store.danglingExtentRefs(10)).toEqual([]);
     const usage = await store.volumeUsage(volumeId, 2);
     expect(usage).toMatchObject({ mappedBlocks: 201, zeroBlocks: 0 });
+    expect(await store.blockCounts(volumeId, 2)).toEqual({ mappedBlocks: 201, zeroBlocks: 0 });
   });
 
   it('applies a batch atomically: a failing batch changes nothing', async () => {

@@ -252,6 +252,8 @@ export interface MetaStore {
    * store): what was computed from the rows at one value still holds at the same value.
    */
   extentEpoch(volumeId: number): number;
+  /** Blocks of one volume's head (or a snapshot gen) that hold data, and that are allocated zeros. */
+  blockCounts(volumeId: number, gen: number): Promise<{ mappedBlocks: number; zeroBlocks: number }>;
   /** Mapped, unique and shared figures for one volume's head (or a snapshot gen). */
   volumeUsage(volumeId: number, gen: number): Promise<{ mappedBlocks: number; zeroBlocks: number; uniqueChunks: number; sharedChunks: number; uniqueStoredBytes: number }>;
 

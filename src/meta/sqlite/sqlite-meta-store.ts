@@ -898,33 +898,45 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
+  blockCounts(volumeId: number, gen: number): Promise<{ mappedBlocks: number; zeroBlocks: number }> {
+    return this.run('counting volume blocks', () => this.countBlocks(volumeId, gen));
+  }
+
+  /** Walks the volume's group rows visible at gen, counting its blocks; each page is also handed to `visit`. */
+  private countBlocks(volumeId: number, gen: number, visit?: (page: GroupRow[]) => void): { mappedBlocks: number; zeroBlocks: number } {
+    let mappedBlocks = 0;
+    let zeroBlocks = 0;
+    for (const page of this.extentPages(volumeId)) {
+      foldGroups(
+        page.filter((row) => row.birth <= gen),
+        (_grp, slots, births) => {
+          for (let slot = 0; slot < groupBlocks; slot += 1) {
+            if (births[slot] < 0) continue;
+            const chunk = slots[slot] as ChunkRef;
+            if (chunk === ZERO_CHUNK) zeroBlocks += 1;
+            else if (chunk !== null) mappedBlocks += 1;
+          }
+        },
+      );
+      visit?.(page);
+    }
+    return { mappedBlocks, zeroBlocks };
+  }
+
   volumeUsage(
     volumeId: number,
     gen: number,
   ): Promise<{ mappedBlocks: number; zeroBlocks: number; uniqueChunks: number; sharedChunks: number; uniqueStoredBytes: number }> {
     return this.run('measuring volume usage', () => {
-      let mappedBlocks = 0;
-      let zeroBlocks = 0;
       // Every run of chunk ids any row of the volume holds, as +1/-1 events.
       const events: number[][] = [];
-      for (const page of this.extentPages(volumeId)) {
-        foldGroups(
-          page.filter((row) => row.birth <= gen),
-          (_grp, slots, births) => {
-            for (let slot = 0; slot < groupBlocks; slot += 1) {
-              if (births[slot] < 0) continue;
-              const chunk = slots[slot] as ChunkRef;
-              if (chunk === ZERO_CHUNK) zeroBlocks += 1;
-              else if (chunk !== null) mappedBlocks += 1;
-            }
-          },
-        );
+      const { mappedBlocks, zeroBlocks } = this.countBlocks(volumeId, gen, (page) => {
         for (const row of page) {
           forEachRun(row.runs, (_slot, length, first) => {
             if (first !== null && first > 0) events.push([first, 1], [first + length, -1]);
           });
         }
-      }
+      });
       // Sweep the events: each stretch of ids has a constant count of references from
       // this volume; a chunk is unique to the volume when that count is all its refs.
       events.sort((a, b) => a[0] - b[0]);
