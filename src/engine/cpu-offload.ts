@@ -152,13 +152,22 @@ function looksIncompressible(raw) {
   const bits = log2Of[samples] - weighted / samples;
   return bits + (seen - 1) / (2 * samples * Math.LN2) > workerData.entropyBitsMax;
 }
+// A frame's blocks are usually consecutive slots (sequential data; one-block frames):
+// then the frame is a view of the slab, not a copy.
+function frameBytes(slab, slots, size) {
+  const first = slots[0];
+  let consecutive = true;
+  for (let i = 1; consecutive && i < slots.length; i += 1) consecutive = slots[i] === first + i;
+  if (consecutive) return slab.subarray(first * size, (first + slots.length) * size);
+  return Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
+}
 function compressFrames(message) {
   const slab = Buffer.from(message.slab);
   const size = message.blockSize;
   const payloads = [];
   const transfer = [];
   for (const slots of message.frames) {
-    const raw = Buffer.concat(slots.map((slot) => slab.subarray(slot * size, (slot + 1) * size)));
+    const raw = frameBytes(slab, slots, size);
     const packed = looksIncompressible(raw) ? null : compress(message.codec, raw);
     if (packed === null || packed.length > raw.length * (1 - workerData.savingsMinFraction)) {
       payloads.push({ payload: null, crc: crc32(raw) });

@@ -119,9 +119,12 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
   }
   if (frozen.length === 0) return;
   const packStarts = new Map<number, number>();
+  const appending: Promise<FrameLocation[]>[] = [];
   try {
-    await destageFrozen(ctx, frozen, packStarts);
+    await destageFrozen(ctx, frozen, packStarts, appending);
   } catch (error) {
+    // No append may land after the packs are cut back.
+    await Promise.allSettled(appending);
     await restore(ctx, frozen, packStarts);
     throw error;
   }
@@ -161,7 +164,8 @@ export async function cutBack(ctx: PoolContext, packStarts: Map<number, number>)
   }
 }
 
-async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
+/** `appending` gets the destage's pack appends, for a caller cutting the packs back after a failure to wait for. */
+async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>, appending: Promise<FrameLocation[]>[]): Promise<void> {
   const work: VolumeWork[] = [];
   const data: DataBlock[] = [];
   for (const volume of frozen) {
@@ -207,7 +211,10 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const known = new KnownHashes();
   const firstNewChunk = ctx.nextChunkId;
   const framesBySlice: PendingChunk[][][] = [];
-  const compressing: Promise<(CompressedFrame | null)[]>[] = [];
+  // Each slice's frames go to the pack as soon as they and the slices before them are
+  // compressed (the page-cache copy overlaps the hashing of the slices after it); their
+  // rows are made once all are.
+  const packEnds = new Map<number, number>();
   for (let index = 0; index < slices.length; index += 1) {
     const slice = slices[index];
     const fresh = await resolveSlice(ctx, data, slice.first, await hashing[index], known);
@@ -219,17 +226,16 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
         ? Promise.resolve(frames.map(() => null))
         : ctx.offload.compress(ctx.policy.compression, ctx.blockSize, frames.map((group) => group.map(slabSlot))),
     );
-    compressing.push(compressed);
+    // In slice order, so the pack holds the blocks in order (sequential reads read it sequentially).
+    const previous = appending[index - 1] ?? Promise.resolve([]);
+    appending.push(settled(Promise.all([compressed, previous]).then(([payloads]) => appendFrames(ctx, frames, payloads, data, packStarts, packEnds))));
     if (index + regions < slices.length) hashing.push(settled(compressed.then(() => hashSlice(index + regions))));
   }
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
   // New chunks have consecutive ids: their references are counted in an array.
   const newRefs: NewRefs = { first: firstNewChunk, counts: new Int32Array(ctx.nextChunkId - firstNewChunk) };
   for (const item of work) await decideRows(ctx, item, latest.get(item)!, changes, newRefs);
-  const packEnds = new Map<number, number>();
-  for (let index = 0; index < slices.length; index += 1) {
-    writeFrames(ctx, framesBySlice[index], await compressing[index], data, changes, newRefs, packStarts, packEnds);
-  }
+  for (let index = 0; index < slices.length; index += 1) recordFrames(ctx, framesBySlice[index], await appending[index], changes, newRefs);
   recordPacks(ctx, packEnds, changes);
   if (packStarts.size > 0) await ctx.chunks.sync();
   const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
@@ -383,32 +389,32 @@ function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: readonly Da
   return frames;
 }
 
-/** Appends the frames (compressed on the worker) and records frames and chunks. */
-function writeFrames(
+/** Appends a slice's frames (compressed on the worker) to the pack: one write per pack they land in, blocks not copied. */
+function appendFrames(
   ctx: PoolContext,
   frames: PendingChunk[][],
   payloads: (CompressedFrame | null)[],
-  data: { entry: Buffer }[],
-  changes: MetaChanges,
-  newRefs: NewRefs,
+  data: readonly DataBlock[],
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
-): void {
-  const frameHashes = frames.map((group) => group.map((chunk) => chunk.hash));
+): FrameLocation[] {
   const records = frames.map((group, index) => {
     const packed = payloads[index]?.payload ?? null;
     const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
     const blocks = group.map((chunk) => data[chunk.slot].entry);
-    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, frameHashes[index], payloads[index]?.crc);
+    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
   });
-  // One write for the frames of the slice (per pack they land in), blocks not copied.
   const locations = ctx.chunks.appendMany(records);
+  for (const location of locations) noteAppend(packStarts, packEnds, location);
+  return locations;
+}
+
+/** Records a slice's appended frames and their new chunks. */
+function recordFrames(ctx: PoolContext, frames: PendingChunk[][], locations: readonly FrameLocation[], changes: MetaChanges, newRefs: NewRefs): void {
   frames.forEach((group, index) => {
-    const location = locations[index];
-    noteAppend(packStarts, packEnds, location);
-    const frame: NewFrame = { id: ctx.nextFrameId, ...location, chunkCount: group.length };
+    const frame: NewFrame = { id: ctx.nextFrameId, ...locations[index], chunkCount: group.length };
     ctx.nextFrameId += 1;
-    ctx.rememberFrameHashes(frame.id, frameHashes[index]);
+    ctx.rememberFrameHashes(frame.id, group.map((chunk) => chunk.hash));
     changes.frames!.push(frame);
     group.forEach((chunk, slot) => {
       if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });
