@@ -240,6 +240,8 @@ export function instrumentDevice(device: BlockDevice, volume: string, metrics: M
     read: (offset, length) => timed('read', length, () => device.read(offset, length)),
     readPieces: (offset, length) => timed('read', length, () => device.readPieces(offset, length)),
     write: (offset, data, options) => timed('write', data.length, () => device.write(offset, data, options)),
+    writePieces: (offset, pieces, options) =>
+      timed('write', pieces.reduce((sum, piece) => sum + piece.length, 0), () => device.writePieces(offset, pieces, options)),
     trim: (offset, length, options) => timed('trim', 0, () => device.trim(offset, length, options)),
     writeZeroes: (offset, length, options) => timed('zero', 0, () => device.writeZeroes(offset, length, options)),
     flush: () => timed('flush', 0, () => device.flush()),

@@ -55,6 +55,8 @@ export interface BlockDevice {
   /** The bytes read() returns, as pieces, without copying them into one buffer. */
   readPieces(offset: number, length: number): Promise<ReadPiece[]>;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
+  /** As write() of the pieces' bytes back to back, without joining them into one buffer first. */
+  writePieces(offset: number, pieces: readonly Buffer[], options?: WriteOptions): Promise<void>;
   /** Deallocates the range; it reads back as zeros. */
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;

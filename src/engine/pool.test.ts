@@ -148,6 +148,40 @@ describe('block device', () => {
     expect((await again.read(0, model.length)).equals(model)).toBe(true);
   });
 
+  it('writes pieces as the bytes they join to: blocks straddling pieces, partial and zero blocks, copies unless handed over', async () => {
+    const pool = await newPool();
+    await pool.createVolume('v', 256 * KiB);
+    const disk = pool.openVolume('v');
+    const model = Buffer.alloc(256 * KiB);
+    // [offset, piece lengths, zero bytes from, to, adopt]
+    const writes: [number, number[], number, number, boolean][] = [
+      [0, [4096, 4096, 8192], 0, 0, false],
+      [3, [1, 5000, 10, 12_000, 3], 4093, 8189, false],
+      [40_960, [28, 65_508, 1000, 2], 4096, 12_288, true],
+      [131_071, [4097, 1, 1, 60_000], 0, 0, true],
+    ];
+    for (const [index, [offset, lengths, zeroFrom, zeroTo, adopt]] of writes.entries()) {
+      const total = lengths.reduce((sum, length) => sum + length, 0);
+      const data = randomBytes(total, index + 11).fill(0, zeroFrom, zeroTo);
+      const pieces: Buffer[] = [];
+      let at = 0;
+      for (const length of lengths) {
+        pieces.push(Buffer.from(data.subarray(at, at + length)));
+        at += length;
+      }
+      await disk.writePieces(offset, pieces, { adopt });
+      data.copy(model, offset);
+      // A caller that did not hand its pieces over may reuse them at once.
+      if (!adopt) for (const piece of pieces) piece.fill(0xee);
+    }
+    // Nothing to write, at an unaligned offset: nothing changes.
+    await disk.writePieces(4097, []);
+    await disk.writePieces(4097, [Buffer.alloc(0)], { fua: true });
+    expect((await disk.read(0, model.length)).equals(model)).toBe(true);
+    await disk.flush();
+    expect((await (await reopen(pool)).openVolume('v').read(0, model.length)).equals(model)).toBe(true);
+  });
+
   it('reads as pieces: views of stored blocks merged per frame, and zero runs as lengths', async () => {
     const pool = await newPool();
     await pool.createVolume('v', 256 * KiB);

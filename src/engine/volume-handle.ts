@@ -128,14 +128,36 @@ let copySlabUsed = 0;
 
 function copyOfWrite(data: Buffer): Buffer {
   if (data.length > smallCopyBytesMax) return copyOf(data);
-  if (copySlab.length - copySlabUsed < data.length) {
+  const copy = carveCopy(data.length);
+  data.copy(copy);
+  return copy;
+}
+
+/** Room for a small copy, carved from the current copy slab. */
+function carveCopy(length: number): Buffer {
+  if (copySlab.length - copySlabUsed < length) {
     copySlab = Buffer.allocUnsafeSlow(copySlabBytes);
     copySlabUsed = 0;
   }
-  const copy = copySlab.subarray(copySlabUsed, copySlabUsed + data.length);
-  copySlabUsed += data.length;
-  data.copy(copy);
-  return copy;
+  const room = copySlab.subarray(copySlabUsed, copySlabUsed + length);
+  copySlabUsed += length;
+  return room;
+}
+
+/**
+ * Copies the bytes [from, to) of a write given as pieces (pieces[index] holds the
+ * write's bytes from `pieceStart` on) into target at `at`.
+ */
+function copyFromPieces(pieces: readonly Buffer[], index: number, pieceStart: number, from: number, to: number, target: Buffer, at: number): void {
+  while (from < to) {
+    const piece = pieces[index];
+    const used = Math.min(to, pieceStart + piece.length) - from;
+    piece.copy(target, at, from - pieceStart, from - pieceStart + used);
+    at += used;
+    from += used;
+    pieceStart += piece.length;
+    index += 1;
+  }
 }
 
 function extentType(row: MappedExtent | null): ExtentType {
@@ -246,6 +268,10 @@ abstract class BaseHandle implements BlockDevice {
     return Promise.reject(this.readOnlyError());
   }
 
+  writePieces(_offset: number, _pieces: readonly Buffer[], _options?: WriteOptions): Promise<void> {
+    return Promise.reject(this.readOnlyError());
+  }
+
   trim(_offset: number, _length: number, _options?: WriteOptions): Promise<void> {
     return Promise.reject(this.readOnlyError());
   }
@@ -301,28 +327,57 @@ export class VolumeHandle extends BaseHandle {
     }
   }
 
-  override async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+  override write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+    return this.writePieces(offset, [data], options);
+  }
+
+  override async writePieces(offset: number, pieces: readonly Buffer[], options: WriteOptions = {}): Promise<void> {
     this.checkLive();
-    checkRange(this, offset, data.length, limits.ioBytesMax);
+    let length = 0;
+    for (const piece of pieces) length += piece.length;
+    checkRange(this, offset, length, limits.ioBytesMax);
+    if (length === 0) return this.afterWrite(options);
     const size = this.ctx.blockSize;
-    const end = offset + data.length;
-    // One copy of the caller's bytes (the caller may reuse them), unless handed over;
-    // whole blocks are views of it.
-    let copy: Buffer | null = options.adopt === true && data.length * 2 >= data.buffer.byteLength ? data : null;
+    const end = offset + length;
+    // Whole blocks inside one piece are views of it: of the piece itself when handed over
+    // (and most of the memory behind it, so a small view does not pin a large
+    // allocation), else of one copy of the piece (the caller may reuse its bytes). A
+    // block straddling two pieces is copied on its own.
+    let index = 0;
+    let pieceStart = offset;
+    let kept: Buffer | null = null;
     for (let block = Math.floor(offset / size); block * size < end; block += 1) {
       const blockStart = block * size;
       const from = Math.max(offset, blockStart);
       const to = Math.min(end, blockStart + size);
-      if (to - from === size) {
-        if (this.ctx.zeroBlock.compare(data, from - offset, to - offset) === 0) {
+      while (from >= pieceStart + pieces[index].length) {
+        pieceStart += pieces[index].length;
+        index += 1;
+        kept = null;
+      }
+      const piece = pieces[index];
+      if (to - from < size) {
+        await this.modifyBlock(block, (target) => copyFromPieces(pieces, index, pieceStart, from, to, target, from - blockStart));
+        continue;
+      }
+      let entry: Buffer;
+      if (to <= pieceStart + piece.length) {
+        entry = piece.subarray(from - pieceStart, to - pieceStart);
+        if (this.ctx.zeroBlock.equals(entry)) {
           this.setEntry(block, 'zero');
           continue;
         }
-        copy ??= copyOfWrite(data);
-        this.setEntry(block, copy.subarray(from - offset, to - offset));
+        kept ??= options.adopt === true && piece.length * 2 >= piece.buffer.byteLength ? piece : copyOfWrite(piece);
+        entry = kept.subarray(from - pieceStart, to - pieceStart);
       } else {
-        await this.modifyBlock(block, (target) => data.copy(target, from - blockStart, from - offset, to - offset));
+        entry = carveCopy(size);
+        copyFromPieces(pieces, index, pieceStart, from, to, entry, 0);
+        if (this.ctx.zeroBlock.equals(entry)) {
+          this.setEntry(block, 'zero');
+          continue;
+        }
       }
+      this.setEntry(block, entry);
     }
     await this.afterWrite(options);
   }

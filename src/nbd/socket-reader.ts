@@ -15,11 +15,9 @@ export class ConnectionClosed extends Error {
   }
 }
 
-interface PendingRead {
-  readonly length: number;
-  readonly resolve: (bytes: Buffer) => void;
-  readonly reject: (error: Error) => void;
-}
+type PendingRead =
+  | { readonly length: number; readonly pieces: false; readonly resolve: (bytes: Buffer) => void; readonly reject: (error: Error) => void }
+  | { readonly length: number; readonly pieces: true; readonly resolve: (pieces: Buffer[]) => void; readonly reject: (error: Error) => void };
 
 export class SocketReader {
   private chunks: Buffer[] = [];
@@ -49,7 +47,22 @@ export class SocketReader {
     if (this.buffered >= length) return Promise.resolve(this.take(length));
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
-      this.pending = { length, resolve, reject };
+      this.pending = { length, pieces: false, resolve, reject };
+      this.stream.resume();
+    });
+  }
+
+  /**
+   * Resolves with exactly `length` bytes as the pieces the socket delivered them in (a
+   * large WRITE payload is not copied into one buffer).
+   */
+  readPieces(length: number): Promise<Buffer[]> {
+    if (this.pending) return Promise.reject(new Error('a read is already pending'));
+    if (length === 0) return Promise.resolve([]);
+    if (this.buffered >= length) return Promise.resolve(this.takePieces(length));
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      this.pending = { length, pieces: true, resolve, reject };
       this.stream.resume();
     });
   }
@@ -102,36 +115,39 @@ export class SocketReader {
     const pending = this.pending;
     if (pending && this.buffered >= pending.length) {
       this.pending = null;
-      pending.resolve(this.take(pending.length));
+      if (pending.pieces) pending.resolve(this.takePieces(pending.length));
+      else pending.resolve(this.take(pending.length));
     }
     if (this.buffered > this.highWaterBytes && (!this.pending || this.buffered >= this.pending.length)) this.stream.pause();
   }
 
   private take(length: number): Buffer {
-    this.buffered -= length;
     const first = this.chunks[0];
-    if (first.length === length) {
-      this.chunks.shift();
-      this.maybeResume();
-      return first;
-    }
-    if (first.length > length) {
-      this.chunks[0] = first.subarray(length);
-      this.maybeResume();
-      return first.subarray(0, length);
-    }
+    if (first.length >= length) return this.takePieces(length)[0];
     const out = Buffer.allocUnsafe(length);
     let filled = 0;
-    while (filled < length) {
+    for (const piece of this.takePieces(length)) filled += piece.copy(out, filled);
+    return out;
+  }
+
+  private takePieces(length: number): Buffer[] {
+    this.buffered -= length;
+    const pieces: Buffer[] = [];
+    let left = length;
+    while (left > 0) {
       const chunk = this.chunks[0];
-      const used = Math.min(chunk.length, length - filled);
-      chunk.copy(out, filled, 0, used);
-      filled += used;
-      if (used === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(used);
+      if (chunk.length <= left) {
+        pieces.push(chunk);
+        this.chunks.shift();
+        left -= chunk.length;
+      } else {
+        pieces.push(chunk.subarray(0, left));
+        this.chunks[0] = chunk.subarray(left);
+        left = 0;
+      }
     }
     this.maybeResume();
-    return out;
+    return pieces;
   }
 
   private maybeResume(): void {

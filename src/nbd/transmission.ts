@@ -109,14 +109,14 @@ async function readRequests(connection: Connection, chosen: ChosenExport, inFlig
     if (connection.backlogBytes > limits.nbdReplyBacklogBytesMax) await connection.waitForDrain();
     const request = decodeRequest(await connection.reader.read(REQUEST_BYTES));
     if (request.type === NBD_CMD_DISC) return;
-    let payload: Buffer | null = null;
+    let payload: Buffer[] | null = null;
     if (request.type === NBD_CMD_WRITE) {
       if (request.length > limits.nbdPayloadBytesMax) {
         await connection.reader.discard(request.length);
         replyError(connection, chosen, request, NBD_EINVAL, `write of ${request.length} bytes exceeds the maximum of ${limits.nbdPayloadBytesMax}`);
         continue;
       }
-      payload = await connection.reader.read(request.length);
+      payload = await connection.reader.readPieces(request.length);
     }
     const cost = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE ? request.length : 0;
     inFlight.add(cost);
@@ -124,7 +124,7 @@ async function readRequests(connection: Connection, chosen: ChosenExport, inFlig
   }
 }
 
-async function serve(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer | null): Promise<void> {
+async function serve(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer[] | null): Promise<void> {
   try {
     const refusal = validate(connection, chosen, request);
     if (refusal) return replyError(connection, chosen, request, refusal.errno, refusal.message);
@@ -159,15 +159,15 @@ function validate(connection: Connection, chosen: ChosenExport, request: Request
   return null;
 }
 
-async function execute(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer | null): Promise<void> {
+async function execute(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer[] | null): Promise<void> {
   const device = chosen.device;
   const fua = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (request.type) {
     case NBD_CMD_READ:
       return sendRead(connection, chosen, request, await device.readPieces(request.offset, request.length));
     case NBD_CMD_WRITE:
-      // The payload buffer is this request's alone: the engine may keep it.
-      if (request.length > 0) await device.write(request.offset, payload as Buffer, { fua, adopt: true });
+      // The payload's pieces are this request's alone: the engine may keep them.
+      if (request.length > 0) await device.writePieces(request.offset, payload as Buffer[], { fua, adopt: true });
       else if (fua) await device.flush();
       break;
     case NBD_CMD_FLUSH:
