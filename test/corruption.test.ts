@@ -68,6 +68,8 @@ interface DamageCase {
   readonly open?: PoolOpenOptions;
   /** The codecs the case runs with (default: all). */
   readonly codecs?: readonly ('none' | 'lz4')[];
+  /** False when the damage keeps the CRCs right and reads of whole frames check only those. */
+  readonly wholeFramesRefused?: boolean;
 }
 
 /** Where in the payload to hit the chunk: its own bytes when stored raw, the middle when compressed. */
@@ -115,6 +117,7 @@ const cases: DamageCase[] = [
     checkKinds: ['frame-corrupt', 'chunk-corrupt'],
     countsChecksumErrors: true,
     codecs: ['none'],
+    wholeFramesRefused: false,
   },
   {
     behaviour: 'a pack truncated inside its last frame makes reads of that block fail and check report the pack short',
@@ -167,6 +170,10 @@ describe.each(['none', 'lz4'] as const)('damaged pack files (compression %s)', (
           // A larger read covering the damaged block is refused as a whole, not returned in part.
           const start = Math.max(0, at - blockSize / 2);
           await expectStrataError(victim.read(start, Math.min(2 * blockSize, victimBlocks * blockSize - start)), damageCase.readCodes, 'spanning read');
+          // So is a read of the whole victim, whose two frames are read and checked together.
+          if (damageCase.wholeFramesRefused !== false) {
+            await expectStrataError(victim.read(0, victimBlocks * blockSize), damageCase.readCodes, 'read of both frames');
+          }
 
           // No block returns wrong bytes; the damage stays within one frame of the victim.
           const refused = await refusedBlocks(pool, damageCase.readCodes);

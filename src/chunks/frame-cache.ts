@@ -9,10 +9,12 @@
  * metadata, and SHA-256 when reads verify it): bytes are checked when they come from
  * disk, not again on every hit in memory.
  */
+import { hashBytes } from './frame-codec.js';
+
 export interface CachedFrame {
   readonly raw: Buffer;
-  /** SHA-256 of each slot, from the frame header. */
-  readonly hashes: readonly Buffer[];
+  /** SHA-256 of each slot, from the frame header (see hashAt). */
+  readonly hashTable: Buffer;
   readonly verified: Uint8Array;
 }
 
@@ -57,8 +59,8 @@ export class FrameCache {
   }
 
   /** Adds a frame; returns the entry (kept only while it fits under the bound). */
-  set(frameId: number, raw: Buffer, hashes: readonly Buffer[]): CachedFrame {
-    const entry = { raw, hashes, verified: new Uint8Array(hashes.length) };
+  set(frameId: number, raw: Buffer, hashTable: Buffer): CachedFrame {
+    const entry = { raw, hashTable, verified: new Uint8Array(hashTable.length / hashBytes) };
     this.delete(frameId);
     if (raw.length <= this.bytesMax / 2) this.insert(frameId, entry);
     return entry;

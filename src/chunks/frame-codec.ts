@@ -32,15 +32,40 @@ export interface FrameHeader {
   readonly blockSize: number;
   readonly payloadLength: number;
   readonly payloadCrc: number;
-  readonly hashes: Buffer[];
+  /** The SHA-256 of each chunk, in slot order, back to back (hashAt reads one). */
+  readonly hashTable: Buffer;
   /** Bytes of header plus hash table; the payload starts here. */
   readonly headerLength: number;
+}
+
+/**
+ * A frame's hashes as one table of 32 bytes per slot: one buffer per frame, not one per
+ * chunk (the header caches hold tens of thousands of frames, and every buffer is an
+ * object the collector walks).
+ */
+export function hashTableOf(hashes: readonly Uint8Array[]): Buffer {
+  const table = Buffer.allocUnsafe(hashes.length * hashBytes);
+  hashes.forEach((hash, slot) => table.set(hash, slot * hashBytes));
+  return table;
+}
+
+/** The SHA-256 of one slot of a hash table (a view of it), or undefined past its end. */
+export function hashAt(table: Buffer, slot: number): Buffer | undefined {
+  if (slot < 0 || (slot + 1) * hashBytes > table.length) return undefined;
+  return table.subarray(slot * hashBytes, (slot + 1) * hashBytes);
+}
+
+/** The hashes of a table, one view per slot. */
+export function hashesOf(table: Buffer): Buffer[] {
+  const hashes: Buffer[] = [];
+  for (let at = 0; at + hashBytes <= table.length; at += hashBytes) hashes.push(table.subarray(at, at + hashBytes));
+  return hashes;
 }
 
 /** Encodes blocks (each exactly blockSize bytes) into one frame record, compressing here. */
 export function encodeFrame(codec: Codec, blockSize: number, blocks: readonly Buffer[], hashes: readonly Buffer[]): Buffer {
   const payload = codec === 'none' ? null : compress(codec, blocks.length === 1 ? blocks[0] : Buffer.concat(blocks));
-  return Buffer.concat(framePieces(codec, blockSize, blocks, payload, hashes));
+  return Buffer.concat(framePieces(codec, blockSize, blocks, payload, hashTableOf(hashes)));
 }
 
 /** True when a compressed payload saves enough of the raw bytes to be stored. */
@@ -60,7 +85,7 @@ export function framePieces(
   blockSize: number,
   blocks: readonly Buffer[],
   compressed: Buffer | null,
-  hashes: readonly Buffer[],
+  hashTable: Buffer,
   /** The CRC-32 of the payload that will be stored, when the caller computed it already. */
   payloadCrc?: number,
 ): Buffer[] {
@@ -68,7 +93,7 @@ export function framePieces(
   const useCompressed = compressed !== null && codec !== 'none' && worthCompressing(rawLength, compressed.length);
   const payload: readonly Buffer[] = useCompressed ? [compressed] : blocks;
   const usedCodec: Codec = useCompressed ? codec : 'none';
-  const chunkCount = hashes.length;
+  const chunkCount = hashTable.length / hashBytes;
   const header = Buffer.allocUnsafe(frameHeaderBytes + hashBytes * chunkCount);
   header.writeUInt32LE(frameMagic, 0);
   header.writeUInt8(frameVersion, 4);
@@ -82,7 +107,7 @@ export function framePieces(
     for (const piece of payload) crc = crc32(piece, crc);
   }
   header.writeUInt32LE(crc, 16);
-  for (let index = 0; index < chunkCount; index += 1) hashes[index].copy(header, frameHeaderBytes + index * hashBytes);
+  hashTable.copy(header, frameHeaderBytes);
   header.writeUInt32LE(crc32(header.subarray(frameHeaderBytes), crc32(header.subarray(0, 20))), 20);
   return [header, ...payload];
 }
@@ -108,11 +133,9 @@ export function decodeFrameHeader(bytes: Buffer, where: Record<string, unknown> 
   if (bytes.length < headerLength) throw corrupt('frame hash table is truncated', where);
   const headerCrc = crc32(bytes.subarray(frameHeaderBytes, headerLength), crc32(bytes.subarray(0, 20)));
   if (headerCrc !== bytes.readUInt32LE(20)) throw corrupt('frame header checksum mismatch', where);
-  const hashes: Buffer[] = [];
-  for (let index = 0; index < chunkCount; index += 1) {
-    hashes.push(Buffer.from(bytes.subarray(frameHeaderBytes + index * hashBytes, frameHeaderBytes + (index + 1) * hashBytes)));
-  }
-  return { codec, chunkCount, blockSize, payloadLength, payloadCrc: bytes.readUInt32LE(16), hashes, headerLength };
+  // A copy: the header may be a view of a large read.
+  const hashTable = Buffer.from(bytes.subarray(frameHeaderBytes, headerLength));
+  return { codec, chunkCount, blockSize, payloadLength, payloadCrc: bytes.readUInt32LE(16), hashTable, headerLength };
 }
 
 /** Decodes a whole frame record into its raw blocks (concatenated), verifying both CRCs. */

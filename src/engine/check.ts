@@ -14,7 +14,7 @@
  * cannot be invented and is only reported. Runs under the pool writer lock after a
  * destage, in pages, so memory stays bounded.
  */
-import { decodeFrame } from '../chunks/index.js';
+import { decodeFrame, hashesOf } from '../chunks/index.js';
 import { isStrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { sha256, type PoolContext } from './pool-context.js';
@@ -206,7 +206,7 @@ async function verifyFrame(ctx: PoolContext, frame: { id: number; packId: number
     return;
   }
   const { header, raw } = decoded;
-  for (const chunk of await ctx.meta.chunksOfFrame(frame.id, header.hashes)) {
+  for (const chunk of await ctx.meta.chunksOfFrame(frame.id, hashesOf(header.hashTable))) {
     const block = raw.subarray(chunk.slot * header.blockSize, (chunk.slot + 1) * header.blockSize);
     if (!sha256(block).equals(chunk.hash)) {
       ctx.noteCorrupt(chunk.chunkId);

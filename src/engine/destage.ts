@@ -21,7 +21,7 @@
  */
 import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
-import { framePieces, type FrameLocation } from '../chunks/index.js';
+import { framePieces, hashTableOf, type FrameLocation } from '../chunks/index.js';
 import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
@@ -119,7 +119,7 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
   }
   if (frozen.length === 0) return;
   const packStarts = new Map<number, number>();
-  const appending: Promise<FrameLocation[]>[] = [];
+  const appending: Promise<AppendedFrame[]>[] = [];
   try {
     await destageFrozen(ctx, frozen, packStarts, appending);
   } catch (error) {
@@ -165,7 +165,7 @@ export async function cutBack(ctx: PoolContext, packStarts: Map<number, number>)
 }
 
 /** `appending` gets the destage's pack appends, for a caller cutting the packs back after a failure to wait for. */
-async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>, appending: Promise<FrameLocation[]>[]): Promise<void> {
+async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>, appending: Promise<AppendedFrame[]>[]): Promise<void> {
   const work: VolumeWork[] = [];
   const data: DataBlock[] = [];
   for (const volume of frozen) {
@@ -389,6 +389,11 @@ function groupFrames(ctx: PoolContext, chunks: PendingChunk[], data: readonly Da
   return frames;
 }
 
+interface AppendedFrame {
+  readonly location: FrameLocation;
+  readonly hashTable: Buffer;
+}
+
 /** Appends a slice's frames (compressed on the worker) to the pack: one write per pack they land in, blocks not copied. */
 function appendFrames(
   ctx: PoolContext,
@@ -397,24 +402,25 @@ function appendFrames(
   data: readonly DataBlock[],
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
-): FrameLocation[] {
+): AppendedFrame[] {
+  const tables = frames.map((group) => hashTableOf(group.map((chunk) => chunk.hash)));
   const records = frames.map((group, index) => {
     const packed = payloads[index]?.payload ?? null;
     const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
     const blocks = group.map((chunk) => data[chunk.slot].entry);
-    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, group.map((chunk) => chunk.hash), payloads[index]?.crc);
+    return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, tables[index], payloads[index]?.crc);
   });
   const locations = ctx.chunks.appendMany(records);
   for (const location of locations) noteAppend(packStarts, packEnds, location);
-  return locations;
+  return locations.map((location, index) => ({ location, hashTable: tables[index] }));
 }
 
 /** Records a slice's appended frames and their new chunks. */
-function recordFrames(ctx: PoolContext, frames: PendingChunk[][], locations: readonly FrameLocation[], changes: MetaChanges, newRefs: NewRefs): void {
+function recordFrames(ctx: PoolContext, frames: PendingChunk[][], appended: readonly AppendedFrame[], changes: MetaChanges, newRefs: NewRefs): void {
   frames.forEach((group, index) => {
-    const frame: NewFrame = { id: ctx.nextFrameId, ...locations[index], chunkCount: group.length };
+    const frame: NewFrame = { id: ctx.nextFrameId, ...appended[index].location, chunkCount: group.length };
     ctx.nextFrameId += 1;
-    ctx.rememberFrameHashes(frame.id, group.map((chunk) => chunk.hash));
+    ctx.rememberFrameHashes(frame.id, appended[index].hashTable);
     changes.frames!.push(frame);
     group.forEach((chunk, slot) => {
       if (chunk.heals) return void (changes.chunkMoves ??= []).push({ chunkId: chunk.id, frameId: frame.id, slot });

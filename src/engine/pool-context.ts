@@ -6,10 +6,11 @@
  */
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
+import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
 import { hashPrefix, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
@@ -140,7 +141,7 @@ export class PoolContext {
    */
   readonly suspectChunks = new Set<number>();
   /** Frame header hash tables (to confirm dedup candidates and check blocks read alone), by frame id. */
-  private readonly frameHashes = new GenerationalCache<number, readonly Buffer[]>(limits.frameHeaderCacheEntries);
+  private readonly frameHashes = new GenerationalCache<number, Buffer>(limits.frameHeaderCacheEntries);
   dirtyBytes = 0;
   nextFrameId = 1;
   nextChunkId = 1;
@@ -208,7 +209,7 @@ export class PoolContext {
     let frame: CachedFrame;
     try {
       const decoded = decodeFrame(record, { packId: location.packId, offset: location.offset });
-      frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.hashes);
+      frame = this.frameCache.set(location.frameId, decoded.raw, decoded.header.hashTable);
     } catch (error) {
       this.noteCorrupt(location.chunkId);
       throw error;
@@ -229,7 +230,7 @@ export class PoolContext {
     if (frame.verified[location.slot] === 1) return block;
     // The header's hash must be the one metadata expects (its prefix), and, when reads
     // verify SHA-256, the bytes must match the header's hash.
-    const expected = frame.hashes[location.slot];
+    const expected = hashAt(frame.hashTable, location.slot);
     const checkHash = this.tuning.readVerify === 'sha256';
     if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || (checkHash && !sha256(block).equals(expected))) {
       this.frameCache.delete(location.frameId);
@@ -250,7 +251,7 @@ export class PoolContext {
     const block = await this.chunks.read({ packId: location.packId, offset: dataAt, length: size });
     const digest = sha256(block);
     if (hashPrefix(digest) !== location.hashPrefix) throw this.chunkCorrupt(location);
-    if (this.tuning.readVerify === 'sha256' && !(await this.headerHashes(location))?.[location.slot]?.equals(digest)) throw this.chunkCorrupt(location);
+    if (this.tuning.readVerify === 'sha256' && (await this.chunkHash(location))?.equals(digest) !== true) throw this.chunkCorrupt(location);
     return block;
   }
 
@@ -267,9 +268,9 @@ export class PoolContext {
   /**
    * Brings the frames of these chunks into the frame cache, checked (and decompressed)
    * on the read worker, one message for all of them, so that a large read spends this
-   * thread's time on metadata and replies. The spans read from packs travel to the
-   * worker and back without copies; an uncompressed frame is cached as a view of its
-   * span. Frames that fail are left out: readChunk then reads them again here and
+   * thread's time on metadata and replies; reads of uncompressed frames only are checked
+   * here. The spans read from packs travel to the worker and back without copies; an
+   * uncompressed frame is cached as a view of its span. Frames that fail are left out: readChunk then reads them again here and
    * reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
@@ -277,7 +278,7 @@ export class PoolContext {
     for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
     if (wanted.size === 0) return;
     const spans = await this.readAdjacent([...wanted.values()]);
-    const frames: { location: ChunkLocation; hashes: readonly Buffer[]; job: FrameToDecode }[] = [];
+    const frames: { location: ChunkLocation; hashTable: Buffer; job: FrameToDecode }[] = [];
     spans.forEach((span, spanIndex) => {
       for (const { location, start } of span.frames) {
         const record = span.bytes.subarray(start, start + location.length);
@@ -290,7 +291,7 @@ export class PoolContext {
         if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
         frames.push({
           location,
-          hashes: header.hashes,
+          hashTable: header.hashTable,
           job: {
             span: spanIndex,
             start,
@@ -306,18 +307,32 @@ export class PoolContext {
       }
     });
     if (frames.length === 0) return;
+    // Uncompressed frames need only their CRC-32 checked (about 0.2 ms per MiB): here,
+    // cheaper than the worker's round trip, and the spans are not moved to the worker
+    // and back (each move counts as new memory to the collector, which then runs more).
+    if (frames.every((frame) => frame.job.codec === 'none')) {
+      for (const { job, location, hashTable } of frames) {
+        const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
+        if (raw.length !== job.chunkCount * job.blockSize || crc32(raw) !== job.payloadCrc) continue;
+        const cached = this.frameCache.set(location.frameId, raw, hashTable);
+        for (let slot = 0; job.checkHashes && slot < job.chunkCount; slot += 1) {
+          if (sha256(raw.subarray(slot * job.blockSize, (slot + 1) * job.blockSize)).equals(hashAt(hashTable, slot)!)) cached.verified[slot] = 1;
+        }
+      }
+      return;
+    }
     const decoded = await this.readOffload.decodeFrames(
       spans.map((span) => span.bytes),
       frames.map((frame) => frame.job),
     );
     decoded.frames.forEach((result, index) => {
       if (result.error !== undefined) return;
-      const { job, location, hashes } = frames[index];
+      const { job, location, hashTable } = frames[index];
       const raw =
         result.raw === null
           ? Buffer.from(decoded.spans[job.span], job.start + job.headerLength, job.length - job.headerLength)
           : Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength);
-      this.frameCache.set(location.frameId, raw, hashes).verified.set(result.verified);
+      this.frameCache.set(location.frameId, raw, hashTable).verified.set(result.verified);
     });
   }
 
@@ -351,43 +366,45 @@ export class PoolContext {
    * or null when the header cannot be read or verified: such a candidate is not shared.
    */
   async chunkHash(location: ChunkLocation): Promise<Buffer | null> {
-    return (await this.headerHashes(location))?.[location.slot] ?? null;
+    const table = await this.headerHashes(location);
+    return (table && hashAt(table, location.slot)) ?? null;
   }
 
   /**
    * Remembers the hash table of a frame just written (frame ids are never reused in a
    * process, so an entry for a frame whose commit then failed is only unused).
    */
-  rememberFrameHashes(frameId: number, hashes: readonly Buffer[]): void {
-    this.frameHashes.set(frameId, hashes);
+  rememberFrameHashes(frameId: number, hashTable: Buffer): void {
+    this.frameHashes.set(frameId, hashTable);
   }
 
   /** The chunk's hash when its frame header is in memory, else undefined (see chunkHash). */
   cachedChunkHash(location: ChunkLocation): Buffer | undefined {
-    return this.knownHashes(location.frameId)?.[location.slot];
+    const table = this.knownHashes(location.frameId);
+    return table && hashAt(table, location.slot);
   }
 
   /** A frame's hash table from the header cache or the frame cache, without I/O. */
-  private knownHashes(frameId: number): readonly Buffer[] | undefined {
-    return this.frameHashes.get(frameId) ?? this.frameCache.peek(frameId)?.hashes;
+  private knownHashes(frameId: number): Buffer | undefined {
+    return this.frameHashes.get(frameId) ?? this.frameCache.peek(frameId)?.hashTable;
   }
 
   /**
    * The hash table of a chunk's frame header (header CRC checked; cached by frame id), or
    * null when the header cannot be read or fails its check.
    */
-  private async headerHashes(location: ChunkLocation): Promise<readonly Buffer[] | null> {
-    let hashes = this.knownHashes(location.frameId);
-    if (hashes === undefined) {
+  private async headerHashes(location: ChunkLocation): Promise<Buffer | null> {
+    let table = this.knownHashes(location.frameId);
+    if (table === undefined) {
       const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
       try {
-        hashes = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashes;
+        table = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashTable;
       } catch (error) {
         if (isStrataError(error)) return null;
         throw error;
       }
-      this.frameHashes.set(location.frameId, hashes);
+      this.frameHashes.set(location.frameId, table);
     }
-    return hashes;
+    return table;
   }
 }

@@ -11,7 +11,7 @@
  * read it. Runs under the pool writer lock, pack by pack, so writes wait at most for
  * one pack.
  */
-import { decodeFrame, encodeFrame } from '../chunks/index.js';
+import { decodeFrame, encodeFrame, hashesOf } from '../chunks/index.js';
 import type { MetaChanges, PackRecord } from '../meta/index.js';
 import { cutBack, noteAppend, recordPacks } from './destage.js';
 import { sha256, type PoolContext } from './pool-context.js';
@@ -109,7 +109,7 @@ async function copyLiveFrames(ctx: PoolContext, pack: PackRecord, changes: MetaC
       throw error;
     }
     const { header, raw } = decoded;
-    const live = await ctx.meta.chunksOfFrame(frame.id, header.hashes);
+    const live = await ctx.meta.chunksOfFrame(frame.id, hashesOf(header.hashTable));
     if (live.length === 0) continue;
     const blocks = live.map((chunk) => raw.subarray(chunk.slot * header.blockSize, (chunk.slot + 1) * header.blockSize));
     blocks.forEach((block, index) => {
