@@ -212,6 +212,38 @@ describe('a damaged frame hash table under the default tuning', () => {
   });
 });
 
+describe('a damaged one-block frame (a block rewritten on its own)', () => {
+  const rewritten = Buffer.alloc(blockSize, 'rewritten alone; ');
+  const cases: { what: string; damage: (frame: PackFrame) => void; open?: PoolOpenOptions }[] = [
+    { what: 'a flipped payload byte', damage: (frame) => flipByte(frame.file, frame.offset + frame.headerLength + 99) },
+    { what: 'a flipped hash byte', damage: (frame) => flipByte(frame.file, frame.offset + 24 + 3) },
+    { what: 'a flipped header byte', damage: (frame) => flipByte(frame.file, frame.offset + 13) },
+    { what: 'a flipped payload byte with recomputed CRCs, reads verifying SHA-256', damage: (frame) => flipPayloadKeepingCrcs(frame, 99), open: { tuning: { readVerify: 'sha256' } } },
+  ];
+  for (const { what, damage, open } of cases) {
+    it(`refuses the block after ${what}, and serves its neighbours`, async () => {
+      await withTempDir(async (dir) => {
+        await buildPool(dir, 'none');
+        await withOpenPool(dir, {}, async (pool) => {
+          await pool.openVolume('victim').write(7 * blockSize, rewritten);
+          await pool.flush();
+        });
+        const { frame } = findChunk(dir, rewritten);
+        expect(frame.hashes.length).toBe(1);
+        damage(frame);
+        await withOpenPool(dir, open ?? {}, async (pool) => {
+          const victim = pool.openVolume('victim');
+          for (let attempt = 0; attempt < 2; attempt += 1) {
+            await expectStrataError(victim.read(7 * blockSize, blockSize), ['STRATA_E_CHECKSUM'], `read of the damaged block (attempt ${attempt + 1})`);
+          }
+          assertSameBytes(await victim.read(6 * blockSize, blockSize), blockContent('victim', 6), 'victim block 6', 6 * blockSize);
+          expect((await pool.stats()).checksumErrors).toBeGreaterThan(0);
+        });
+      });
+    });
+  }
+});
+
 /**
  * Restoring a damaged block from a backup writes the very bytes the damaged chunk should
  * hold. With dedup on, destage finds the damaged chunk by its hash; the engine heals it
