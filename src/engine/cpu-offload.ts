@@ -1,8 +1,8 @@
 /*
  * CPU offload: worker threads that, for destage, find all-zero blocks, hash the rest
  * with SHA-256 and compress frames, while the main thread reads and writes metadata
- * and keeps accepting writes; and, for large reads, check and decompress the frames
- * read from packs (a second instance, so reads never queue behind a destage). An
+ * and keeps accepting writes; and, for large reads, check and decompress the compressed
+ * frames read from packs (a second instance, so reads never queue behind a destage). An
  * instance may run several workers, each request going to the least busy. Blocks
  * travel in a SharedArrayBuffer slab all workers see (one copy, no serialisation);
  * results come back as transferred buffers.
@@ -49,8 +49,7 @@ function decompress(codec, stored) {
 }
 // Checks a frame record (inside one of the spans) whose header the main thread already
 // decoded: payload CRC, decompression to the expected length, then (when asked) each
-// chunk against its SHA-256. An uncompressed frame's blocks stay where they are in the
-// span; a decompressed one comes back in a buffer of its own.
+// chunk against its SHA-256. The blocks come back in a buffer of their own.
 function decodeFrame(frame, spans) {
   const record = Buffer.from(spans[frame.span], frame.start, frame.length);
   const payload = record.subarray(frame.headerLength);
@@ -67,16 +66,15 @@ function decodeFrame(frame, spans) {
     const digest = sha256(raw.subarray(slot * frame.blockSize, (slot + 1) * frame.blockSize));
     if (digest.equals(record.subarray(24 + slot * 32, 24 + (slot + 1) * 32))) verified[slot] = 1;
   }
-  if (frame.codec === 'none') return { raw: null, verified };
   const copy = new Uint8Array(raw.length);
   copy.set(raw);
   return { raw: copy, verified };
 }
 function decodeFrames(message) {
   const frames = message.frames.map((frame) => decodeFrame(frame, message.spans));
-  const transfer = [...message.spans];
-  for (const result of frames) if (result.verified) transfer.push(result.verified.buffer, ...(result.raw ? [result.raw.buffer] : []));
-  return { result: { frames, spans: message.spans }, transfer };
+  const transfer = [];
+  for (const result of frames) if (result.verified) transfer.push(result.verified.buffer, result.raw.buffer);
+  return { result: { frames }, transfer };
 }
 function hashBlocks(message) {
   const slab = Buffer.from(message.slab);
@@ -221,12 +219,10 @@ export interface FrameToDecode {
 }
 
 /** raw is null for an uncompressed frame: its blocks are its payload, in the span. */
-export type DecodedFrame = { readonly raw: Uint8Array | null; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
+export type DecodedFrame = { readonly raw: Uint8Array; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
 
 export interface DecodedSpans {
   readonly frames: DecodedFrame[];
-  /** The spans, handed back. */
-  readonly spans: ArrayBuffer[];
 }
 
 interface Pending {

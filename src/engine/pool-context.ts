@@ -266,11 +266,10 @@ export class PoolContext {
   }
 
   /**
-   * Brings the frames of these chunks into the frame cache, checked (and decompressed)
-   * on the read worker, one message for all of them, so that a large read spends this
-   * thread's time on metadata and replies; reads of uncompressed frames only are checked
-   * here. The spans read from packs travel to the worker and back without copies; an
-   * uncompressed frame is cached as a view of its span. Frames that fail are left out: readChunk then reads them again here and
+   * Brings the frames of these chunks into the frame cache, checked: compressed ones
+   * decompressed on the read worker, one message for all of them, so that a large read
+   * spends this thread's time on metadata and replies; uncompressed ones checked here
+   * and cached as views of the spans read from packs. Frames that fail are left out: readChunk then reads them again here and
    * reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
@@ -308,31 +307,29 @@ export class PoolContext {
     });
     if (frames.length === 0) return;
     // Uncompressed frames need only their CRC-32 checked (about 0.2 ms per MiB): here,
-    // cheaper than the worker's round trip, and the spans are not moved to the worker
-    // and back (each move counts as new memory to the collector, which then runs more).
-    if (frames.every((frame) => frame.job.codec === 'none')) {
-      for (const { job, location, hashTable } of frames) {
-        const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
-        if (raw.length !== job.chunkCount * job.blockSize || crc32(raw) !== job.payloadCrc) continue;
-        const cached = this.frameCache.set(location.frameId, raw, hashTable);
-        for (let slot = 0; job.checkHashes && slot < job.chunkCount; slot += 1) {
-          if (sha256(raw.subarray(slot * job.blockSize, (slot + 1) * job.blockSize)).equals(hashAt(hashTable, slot)!)) cached.verified[slot] = 1;
-        }
+    // cheaper than the worker's round trip. Compressed ones go to the worker as copies of
+    // their records (smaller than what they decompress to): the spans stay here, not
+    // moved to the worker and back (each move counts as new memory to the collector,
+    // which then runs more), and uncompressed frames are cached as views of them.
+    const compressed = frames.filter((frame) => frame.job.codec !== 'none');
+    for (const { job, location, hashTable } of frames) {
+      if (job.codec !== 'none') continue;
+      const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
+      if (raw.length !== job.chunkCount * job.blockSize || crc32(raw) !== job.payloadCrc) continue;
+      const cached = this.frameCache.set(location.frameId, raw, hashTable);
+      for (let slot = 0; job.checkHashes && slot < job.chunkCount; slot += 1) {
+        if (sha256(raw.subarray(slot * job.blockSize, (slot + 1) * job.blockSize)).equals(hashAt(hashTable, slot)!)) cached.verified[slot] = 1;
       }
-      return;
     }
+    if (compressed.length === 0) return;
     const decoded = await this.readOffload.decodeFrames(
-      spans.map((span) => span.bytes),
-      frames.map((frame) => frame.job),
+      compressed.map(({ job }) => spans[job.span].bytes.subarray(job.start, job.start + job.length)),
+      compressed.map(({ job }, index) => ({ ...job, span: index, start: 0 })),
     );
     decoded.frames.forEach((result, index) => {
       if (result.error !== undefined) return;
-      const { job, location, hashTable } = frames[index];
-      const raw =
-        result.raw === null
-          ? Buffer.from(decoded.spans[job.span], job.start + job.headerLength, job.length - job.headerLength)
-          : Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength);
-      this.frameCache.set(location.frameId, raw, hashTable).verified.set(result.verified);
+      const { location, hashTable } = compressed[index];
+      this.frameCache.set(location.frameId, Buffer.from(result.raw.buffer, result.raw.byteOffset, result.raw.byteLength), hashTable).verified.set(result.verified);
     });
   }
 
