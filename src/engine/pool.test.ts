@@ -149,37 +149,43 @@ describe('block device', () => {
   });
 
   it('writes pieces as the bytes they join to: blocks straddling pieces, partial and zero blocks, copies unless handed over', async () => {
-    const pool = await newPool();
-    await pool.createVolume('v', 256 * KiB);
-    const disk = pool.openVolume('v');
-    const model = Buffer.alloc(256 * KiB);
-    // [offset, piece lengths, zero bytes from, to, adopt]
-    const writes: [number, number[], number, number, boolean][] = [
-      [0, [4096, 4096, 8192], 0, 0, false],
-      [3, [1, 5000, 10, 12_000, 3], 4093, 8189, false],
-      [40_960, [28, 65_508, 1000, 2], 4096, 12_288, true],
-      [131_071, [4097, 1, 1, 60_000], 0, 0, true],
-    ];
-    for (const [index, [offset, lengths, zeroFrom, zeroTo, adopt]] of writes.entries()) {
-      const total = lengths.reduce((sum, length) => sum + length, 0);
-      const data = randomBytes(total, index + 11).fill(0, zeroFrom, zeroTo);
-      const pieces: Buffer[] = [];
-      let at = 0;
-      for (const length of lengths) {
-        pieces.push(Buffer.from(data.subarray(at, at + length)));
-        at += length;
+    for (const blockSize of [4 * KiB, MiB]) {
+      const pool = await newPool({ blockSize });
+      await pool.createVolume('v', 3 * MiB);
+      const disk = pool.openVolume('v');
+      const model = Buffer.alloc(3 * MiB);
+      // [offset, piece lengths, zero bytes from, to, adopt]
+      const writes: [number, number[], number, number, boolean][] = [
+        [0, [4096, 4096, 8192], 0, 0, false],
+        [3, [1, 5000, 10, 12_000, 3], 4093, 8189, false],
+        [40_960, [28, 65_508, 1000, 2], 4096, 12_288, true],
+        [131_071, [4097, 1, 1, 60_000], 0, 0, true],
+        [262_144, [100_000, 31_072], 0, 65_536, false],
+        [393_216, [65_536, 65_536], 0, 0, true],
+        [1_048_000, [600_000, 500_000], 0, 0, false],
+        [1_048_576, [300_000, 748_576], 0, 0, true],
+      ];
+      for (const [index, [offset, lengths, zeroFrom, zeroTo, adopt]] of writes.entries()) {
+        const total = lengths.reduce((sum, length) => sum + length, 0);
+        const data = randomBytes(total, index + 11).fill(0, zeroFrom, zeroTo);
+        const pieces: Buffer[] = [];
+        let at = 0;
+        for (const length of lengths) {
+          pieces.push(Buffer.from(data.subarray(at, at + length)));
+          at += length;
+        }
+        await disk.writePieces(offset, pieces, { adopt });
+        data.copy(model, offset);
+        // A caller that did not hand its pieces over may reuse them at once.
+        if (!adopt) for (const piece of pieces) piece.fill(0xee);
       }
-      await disk.writePieces(offset, pieces, { adopt });
-      data.copy(model, offset);
-      // A caller that did not hand its pieces over may reuse them at once.
-      if (!adopt) for (const piece of pieces) piece.fill(0xee);
+      // Nothing to write, at an unaligned offset: nothing changes.
+      await disk.writePieces(4097, []);
+      await disk.writePieces(4097, [Buffer.alloc(0)], { fua: true });
+      expect((await disk.read(0, model.length)).equals(model)).toBe(true);
+      await disk.flush();
+      expect((await (await reopen(pool)).openVolume('v').read(0, model.length)).equals(model), `block size ${blockSize}`).toBe(true);
     }
-    // Nothing to write, at an unaligned offset: nothing changes.
-    await disk.writePieces(4097, []);
-    await disk.writePieces(4097, [Buffer.alloc(0)], { fua: true });
-    expect((await disk.read(0, model.length)).equals(model)).toBe(true);
-    await disk.flush();
-    expect((await (await reopen(pool)).openVolume('v').read(0, model.length)).equals(model)).toBe(true);
   });
 
   it('reads as pieces: views of stored blocks merged per frame, and zero runs as lengths', async () => {

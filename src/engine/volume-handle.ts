@@ -127,14 +127,14 @@ let copySlab = Buffer.allocUnsafeSlow(0);
 let copySlabUsed = 0;
 
 function copyOfWrite(data: Buffer): Buffer {
-  if (data.length > smallCopyBytesMax) return copyOf(data);
-  const copy = carveCopy(data.length);
+  const copy = roomForCopy(data.length);
   data.copy(copy);
   return copy;
 }
 
-/** Room for a small copy, carved from the current copy slab. */
-function carveCopy(length: number): Buffer {
+/** Room for a copy: carved from the current copy slab when small, else memory of its own. */
+function roomForCopy(length: number): Buffer {
+  if (length > smallCopyBytesMax) return Buffer.allocUnsafeSlow(length);
   if (copySlab.length - copySlabUsed < length) {
     copySlab = Buffer.allocUnsafeSlow(copySlabBytes);
     copySlabUsed = 0;
@@ -370,7 +370,7 @@ export class VolumeHandle extends BaseHandle {
         kept ??= options.adopt === true && piece.length * 2 >= piece.buffer.byteLength ? piece : copyOfWrite(piece);
         entry = kept.subarray(from - pieceStart, to - pieceStart);
       } else {
-        entry = carveCopy(size);
+        entry = roomForCopy(size);
         copyFromPieces(pieces, index, pieceStart, from, to, entry, 0);
         if (this.ctx.zeroBlock.equals(entry)) {
           this.setEntry(block, 'zero');
