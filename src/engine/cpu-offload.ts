@@ -218,7 +218,7 @@ export interface FrameToDecode {
   readonly checkHashes: boolean;
 }
 
-/** raw is null for an uncompressed frame: its blocks are its payload, in the span. */
+/** The frame's blocks, decompressed and checked, in a buffer of their own. */
 export type DecodedFrame = { readonly raw: Uint8Array; readonly verified: Uint8Array; readonly error?: undefined } | { readonly error: string };
 
 export interface DecodedSpans {

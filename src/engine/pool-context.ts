@@ -269,8 +269,9 @@ export class PoolContext {
    * Brings the frames of these chunks into the frame cache, checked: compressed ones
    * decompressed on the read worker, one message for all of them, so that a large read
    * spends this thread's time on metadata and replies; uncompressed ones checked here
-   * and cached as views of the spans read from packs. Frames that fail are left out: readChunk then reads them again here and
-   * reports the failure.
+   * and cached as views of the spans read from packs (their blocks' hashes are checked
+   * as they are read, see frameBlock). Frames that fail are left out: readChunk then
+   * reads them again here and reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
     const wanted = new Map<number, ChunkLocation>();
@@ -315,11 +316,7 @@ export class PoolContext {
     for (const { job, location, hashTable } of frames) {
       if (job.codec !== 'none') continue;
       const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
-      if (raw.length !== job.chunkCount * job.blockSize || crc32(raw) !== job.payloadCrc) continue;
-      const cached = this.frameCache.set(location.frameId, raw, hashTable);
-      for (let slot = 0; job.checkHashes && slot < job.chunkCount; slot += 1) {
-        if (sha256(raw.subarray(slot * job.blockSize, (slot + 1) * job.blockSize)).equals(hashAt(hashTable, slot)!)) cached.verified[slot] = 1;
-      }
+      if (raw.length === job.chunkCount * job.blockSize && crc32(raw) === job.payloadCrc) this.frameCache.set(location.frameId, raw, hashTable);
     }
     if (compressed.length === 0) return;
     const decoded = await this.readOffload.decodeFrames(

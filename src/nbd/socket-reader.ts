@@ -15,9 +15,13 @@ export class ConnectionClosed extends Error {
   }
 }
 
-type PendingRead =
-  | { readonly length: number; readonly pieces: false; readonly resolve: (bytes: Buffer) => void; readonly reject: (error: Error) => void }
-  | { readonly length: number; readonly pieces: true; readonly resolve: (pieces: Buffer[]) => void; readonly reject: (error: Error) => void };
+interface PendingRead {
+  readonly length: number;
+  /** Resolve with the pieces as delivered instead of one buffer. */
+  readonly pieces: boolean;
+  readonly resolve: (bytes: Buffer | Buffer[]) => void;
+  readonly reject: (error: Error) => void;
+}
 
 export class SocketReader {
   private chunks: Buffer[] = [];
@@ -42,14 +46,7 @@ export class SocketReader {
 
   /** Resolves with exactly `length` bytes (one read at a time). */
   read(length: number): Promise<Buffer> {
-    if (this.pending) return Promise.reject(new Error('a read is already pending'));
-    if (length === 0) return Promise.resolve(Buffer.alloc(0));
-    if (this.buffered >= length) return Promise.resolve(this.take(length));
-    if (this.closed) return Promise.reject(this.closed);
-    return new Promise((resolve, reject) => {
-      this.pending = { length, pieces: false, resolve, reject };
-      this.stream.resume();
-    });
+    return this.next(length, false) as Promise<Buffer>;
   }
 
   /**
@@ -57,12 +54,16 @@ export class SocketReader {
    * large WRITE payload is not copied into one buffer).
    */
   readPieces(length: number): Promise<Buffer[]> {
+    return this.next(length, true) as Promise<Buffer[]>;
+  }
+
+  private next(length: number, pieces: boolean): Promise<Buffer | Buffer[]> {
     if (this.pending) return Promise.reject(new Error('a read is already pending'));
-    if (length === 0) return Promise.resolve([]);
-    if (this.buffered >= length) return Promise.resolve(this.takePieces(length));
+    if (length === 0) return Promise.resolve(pieces ? [] : Buffer.alloc(0));
+    if (this.buffered >= length) return Promise.resolve(this.takeAs(length, pieces));
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
-      this.pending = { length, pieces: true, resolve, reject };
+      this.pending = { length, pieces, resolve, reject };
       this.stream.resume();
     });
   }
@@ -115,10 +116,13 @@ export class SocketReader {
     const pending = this.pending;
     if (pending && this.buffered >= pending.length) {
       this.pending = null;
-      if (pending.pieces) pending.resolve(this.takePieces(pending.length));
-      else pending.resolve(this.take(pending.length));
+      pending.resolve(this.takeAs(pending.length, pending.pieces));
     }
     if (this.buffered > this.highWaterBytes && (!this.pending || this.buffered >= this.pending.length)) this.stream.pause();
+  }
+
+  private takeAs(length: number, pieces: boolean): Buffer | Buffer[] {
+    return pieces ? this.takePieces(length) : this.take(length);
   }
 
   private take(length: number): Buffer {
