@@ -756,10 +756,17 @@ export class SqliteMetaStore implements MetaStore {
    */
   private settleFrameCounts(): void {
     const packsLeft = new Map<number, number>();
-    const frameUpdate = this.sql('UPDATE frame SET live_chunks = live_chunks - ? WHERE id = ? RETURNING pack_id');
-    for (const [frameId, count] of this.framesLeft) {
-      const frame = frameUpdate.get(count, frameId) as { pack_id: number } | undefined;
-      if (frame) packsLeft.set(frame.pack_id, (packsLeft.get(frame.pack_id) ?? 0) + count);
+    // Random overwrites leave one chunk fewer in thousands of frames: multi-row updates.
+    const left = [...this.framesLeft];
+    for (const { start, size } of batchesOf(left.length)) {
+      const values = left.slice(start, start + size).flat();
+      const updated = this.sql(
+        `UPDATE frame SET live_chunks = live_chunks - d.column2 FROM (VALUES ${placeholders(size, 2)}) AS d WHERE frame.id = d.column1 RETURNING frame.id, frame.pack_id`,
+      ).all(values) as { id: number; pack_id: number }[];
+      for (const frame of updated) {
+        const count = this.framesLeft.get(frame.id) as number;
+        packsLeft.set(frame.pack_id, (packsLeft.get(frame.pack_id) ?? 0) + count);
+      }
     }
     this.framesLeft.clear();
     for (const [packId, count] of packsLeft) this.sql('UPDATE pack SET live_chunks = live_chunks - ? WHERE id = ?').run(count, packId);
