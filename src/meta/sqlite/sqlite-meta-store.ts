@@ -724,15 +724,19 @@ export class SqliteMetaStore implements MetaStore {
     };
     for (const row of deletes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = undefined;
     for (const row of writes) slotsOf(row.volumeId, row.block, row.birth)[row.block % groupBlocks] = row.chunk;
-    const write = this.sql('INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES (?, ?, ?, ?)');
     const remove = this.sql('DELETE FROM extent WHERE volume_id = ? AND grp = ? AND birth = ?');
+    // Rewritten rows go in multi-row statements (random writes rewrite thousands of groups).
+    const rows: (number | Buffer)[][] = [];
     for (const entry of touched.values()) {
       // Moved once per touched group: the number only has to change.
       this.extentEpochs.set(entry.volumeId, (this.extentEpochs.get(entry.volumeId) ?? 0) + 1);
       const runs = encodeGroup(entry.slots);
       this.groups.rewrite(entry.volumeId, entry.grp, entry.birth, runs);
       if (runs === null) remove.run(entry.volumeId, entry.grp, entry.birth);
-      else write.run(entry.volumeId, entry.grp, entry.birth, runs);
+      else rows.push([entry.volumeId, entry.grp, entry.birth, runs]);
+    }
+    for (const { start, size } of batchesOf(rows.length)) {
+      this.sql(`INSERT OR REPLACE INTO extent (volume_id, grp, birth, runs) VALUES ${placeholders(size, 4)}`).run(rows.slice(start, start + size).flat());
     }
   }
 
