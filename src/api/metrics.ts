@@ -239,6 +239,7 @@ export function instrumentDevice(device: BlockDevice, volume: string, metrics: M
     },
     read: (offset, length) => timed('read', length, () => device.read(offset, length)),
     readPieces: (offset, length) => timed('read', length, () => device.readPieces(offset, length)),
+    readHeld: (offset, length) => timed('read', length, () => device.readHeld(offset, length)),
     write: (offset, data, options) => timed('write', data.length, () => device.write(offset, data, options)),
     writePieces: (offset, pieces, options) =>
       timed('write', pieces.reduce((sum, piece) => sum + piece.length, 0), () => device.writePieces(offset, pieces, options)),

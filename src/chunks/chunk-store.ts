@@ -10,6 +10,25 @@ export interface FrameLocation {
   readonly length: number;
 }
 
+/** Bytes read at a location, with the CRC-32 of each range asked for. */
+export interface CheckedBytes {
+  readonly bytes: Buffer;
+  readonly crcs: readonly number[];
+}
+
+/**
+ * Reads from a file descriptor and checksums ranges of what it read, on a thread of
+ * its own (the engine's read worker), so that a large read costs the caller neither the
+ * read nor the CRC-32. A failed read rejects with the system error (its `code` kept).
+ */
+export interface SpanReader {
+  /**
+   * `ranges` holds [start, end) pairs into the bytes read; `got` is how many were read.
+   * The bytes land at the start of `into` when given, else in memory of their own.
+   */
+  readSpan(fd: number, position: number, length: number, ranges: readonly number[], into?: SharedArrayBuffer): Promise<{ bytes: Buffer; got: number; crcs: number[] }>;
+}
+
 export interface ChunkStore {
   /**
    * Appends one frame record to the open pack and returns where it landed. The write
@@ -31,6 +50,12 @@ export interface ChunkStore {
   sync(): Promise<void>;
   /** Reads `length` bytes at `offset` of a pack. STRATA_E_CHUNK_MISSING if it is gone or short. */
   read(location: FrameLocation): Promise<Buffer>;
+  /**
+   * As read, through `reader` (into `into` when given), also giving the CRC-32 of each
+   * [start, end) range in `ranges` (offsets into the bytes read). Stores whose data is
+   * not in local files leave it out; callers then read and check themselves.
+   */
+  readChecked?(location: FrameLocation, ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes>;
   /** The pack appends go to now, or null when none is open yet. */
   currentPackId(): number | null;
   /** Packs sealed since the last call (by size or by sealOpenPack), with their final sizes. */

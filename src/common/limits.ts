@@ -61,6 +61,11 @@ export const limits = {
   frameCacheBytesMax: 64 * MiB,
   /** Frames that sit back to back in a pack are read with one read of at most this. */
   readSpanBytesMax: 4 * MiB,
+  /**
+   * Recycled memory for large reads' spans (see SpanPool): about twice the frame cache,
+   * which holds views of them, spans being rounded up to 256 KiB and some in flight.
+   */
+  readSpanPoolBytesMax: 128 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
   /**

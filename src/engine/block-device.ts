@@ -46,6 +46,16 @@ export interface ZeroOptions extends WriteOptions {
  */
 export type ReadPiece = Buffer | number;
 
+/**
+ * Pieces of a read that may be views of memory the engine recycles (the spans of large
+ * reads): valid until release(), which the caller makes once it is done with them (a
+ * reply, once the socket has taken its bytes). Releasing twice is harmless.
+ */
+export interface HeldPieces {
+  readonly pieces: ReadPiece[];
+  release(): void;
+}
+
 export interface BlockDevice {
   readonly name: string;
   readonly sizeBytes: number;
@@ -54,6 +64,8 @@ export interface BlockDevice {
   read(offset: number, length: number): Promise<Buffer>;
   /** The bytes read() returns, as pieces, without copying them into one buffer. */
   readPieces(offset: number, length: number): Promise<ReadPiece[]>;
+  /** As readPieces, without copying views of recycled memory: see HeldPieces. */
+  readHeld(offset: number, length: number): Promise<HeldPieces>;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   /** As write() of the pieces' bytes back to back, without joining them into one buffer first. */
   writePieces(offset: number, pieces: readonly Buffer[], options?: WriteOptions): Promise<void>;

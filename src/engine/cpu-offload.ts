@@ -1,8 +1,9 @@
 /*
  * CPU offload: worker threads that, for destage, find all-zero blocks, hash the rest
  * with SHA-256 and compress frames, while the main thread reads and writes metadata
- * and keeps accepting writes; and, for large reads, check and decompress the compressed
- * frames read from packs (a second instance, so reads never queue behind a destage). An
+ * and keeps accepting writes; and, for large reads, read spans of packs and check their
+ * frames' CRC-32s, and decompress compressed frames (a second instance, so reads never
+ * queue behind a destage). An
  * instance may run several workers, each request going to the least busy. Blocks
  * travel in a SharedArrayBuffer slab all workers see (one copy, no serialisation);
  * results come back as transferred buffers.
@@ -12,6 +13,7 @@
  * compression addons relative to this module.
  */
 import { Worker } from 'node:worker_threads';
+import type { SpanReader } from '../chunks/index.js';
 import type { Codec } from '../common/codec-names.js';
 import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -25,6 +27,7 @@ const sha256 = typeof crypto.hash === 'function'
   ? (data) => crypto.hash('sha256', data, 'buffer')
   : (data) => crypto.createHash('sha256').update(data).digest();
 const { crc32 } = require('node:zlib');
+const fs = require('node:fs');
 const load = createRequire(workerData.moduleUrl);
 const lz4 = load('lz4-napi');
 const zstd = load('zstd-napi');
@@ -181,9 +184,31 @@ function compressFrames(message) {
   }
   return { result: payloads, transfer };
 }
+// A span of a pack for a large read (into the shared buffer given, else into memory of
+// its own, handed over), then the CRC-32 of each [start, end) range asked for (the frame
+// payloads in it): the main thread is left to compare numbers. A failed read comes back
+// as its system error.
+function readSpan(message) {
+  const bytes = message.into ? Buffer.from(message.into, 0, message.length) : Buffer.allocUnsafeSlow(message.length);
+  let got = 0;
+  try {
+    while (got < message.length) {
+      const n = fs.readSync(message.fd, bytes, got, message.length - got, message.position + got);
+      if (n === 0) break;
+      got += n;
+    }
+  } catch (error) {
+    return { result: { failure: { code: error.code, message: error.message } }, transfer: [] };
+  }
+  const crcs = [];
+  for (let i = 0; i + 1 < message.ranges.length; i += 2) crcs.push(crc32(bytes.subarray(message.ranges[i], Math.min(message.ranges[i + 1], got))));
+  if (message.into) return { result: { got, crcs }, transfer: [] };
+  return { result: { bytes: bytes.buffer, got, crcs }, transfer: [bytes.buffer] };
+}
+const ops = { hash: hashBlocks, decode: decodeFrames, compress: compressFrames, read: readSpan };
 parentPort.on('message', (message) => {
   try {
-    const op = message.op === 'hash' ? hashBlocks : message.op === 'decode' ? decodeFrames : compressFrames;
+    const op = ops[message.op];
     const { result, transfer } = op(message);
     parentPort.postMessage({ id: message.id, result }, transfer);
   } catch (error) {
@@ -236,7 +261,7 @@ interface Lane {
   inFlight: number;
 }
 
-export class CpuOffload {
+export class CpuOffload implements SpanReader {
   private readonly lanes: Lane[];
   private readonly pending = new Map<number, Pending & { readonly lane: Lane }>();
   private nextId = 1;
@@ -328,8 +353,16 @@ export class CpuOffload {
   decodeFrames(spans: readonly Buffer[], frames: readonly FrameToDecode[]): Promise<DecodedSpans> {
     // A span sharing its memory (Node's small-buffer pool) is copied into memory of its
     // own (not with Buffer.from, which may pool again): only such memory can be handed over.
-    const buffers = spans.map((span) => (span.byteOffset === 0 && span.buffer.byteLength === span.length ? span : new Uint8Array(span)).buffer as ArrayBuffer);
+    // Shared memory (a recycled read span) is never handed over: it is copied too.
+    const buffers = spans.map((span) => (span.byteOffset === 0 && span.buffer.byteLength === span.length && !(span.buffer instanceof SharedArrayBuffer) ? span : new Uint8Array(span)).buffer as ArrayBuffer);
     return this.request<DecodedSpans>({ op: 'decode', spans: buffers, frames }, buffers);
+  }
+
+  /** SpanReader: a large read and the CRC-32s of its frames' payloads, on the worker. */
+  async readSpan(fd: number, position: number, length: number, ranges: readonly number[], into?: SharedArrayBuffer): Promise<{ bytes: Buffer; got: number; crcs: number[] }> {
+    const read = await this.request<{ bytes?: ArrayBuffer; got: number; crcs: number[]; failure?: { code?: string; message: string } }>({ op: 'read', fd, position, length, ranges, into });
+    if (read.failure) throw Object.assign(new Error(read.failure.message), { code: read.failure.code });
+    return { bytes: into ? Buffer.from(into, 0, length) : Buffer.from(read.bytes as ArrayBuffer), got: read.got, crcs: read.crcs };
   }
 
   async close(): Promise<void> {

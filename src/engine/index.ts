@@ -16,7 +16,7 @@ export type {
   VolumeInfo,
   VolumeStats,
 } from './pool.js';
-export type { BlockDevice, BlockExtent, ExtentType, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
+export type { BlockDevice, BlockExtent, ExtentType, HeldPieces, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
 export type { PoolTuning, ReadVerify } from './pool-context.js';
 export { defaultTuning } from './pool-context.js';
 export type { CheckIssue, CheckOptions, CheckReport } from './check.js';

@@ -10,11 +10,12 @@ import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore, type SpanOwner } from '../chunks/index.js';
 import { hashPrefix, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
+import { SpanPool } from './span-pool.js';
 import { WriteBuffer } from './write-buffer.js';
 
 export interface PoolTuning {
@@ -114,6 +115,22 @@ export function storedRaw(location: ChunkLocation, blockSize: number): boolean {
   return location.length === frameHeaderBytes + location.frameChunks * (hashBytes + blockSize);
 }
 
+/** Spans of packs at least this long are read, and their frames' CRC-32s taken, on the read worker. */
+const checkedReadBytesMin = 256 * 1024;
+
+/** Where a frame's payload starts within its record: after the header and its hash table. */
+function payloadStart(location: ChunkLocation): number {
+  return frameHeaderBytes + hashBytes * location.frameChunks;
+}
+
+/** A span read from a pack: its bytes and the frames in it (with the payload CRC-32 when the reader took it). */
+interface SpanRead {
+  readonly bytes: Buffer;
+  /** Set when the bytes are recycled memory: one count held for the read. */
+  readonly owner?: SpanOwner;
+  readonly frames: { location: ChunkLocation; start: number; payloadCrc: number | undefined }[];
+}
+
 export class PoolContext {
   readonly writer = new Mutex();
   readonly volumes = new Map<number, VolumeState>();
@@ -132,8 +149,10 @@ export class PoolContext {
   readonly zeroBlock: Buffer;
   /** Destage's workers: hashing, the zero check and compression. */
   readonly offload = new CpuOffload(zstdLevel, Math.min(limits.destageWorkersMax, os.availableParallelism()));
-  /** A second worker for reads: checks and decompresses frames of large reads. */
+  /** A second worker for reads: reads large spans and checks and decompresses their frames. */
   readonly readOffload = new CpuOffload(zstdLevel);
+  /** Recycled memory for those spans (see SpanPool); reads that use its views enter and exit it. */
+  readonly spanPool = new SpanPool(limits.readSpanPoolBytesMax);
   /**
    * Chunks known to be damaged (failed verification, now or in an earlier session: the
    * marks persist as `damaged:<id>` pool records). A write of the same content then
@@ -247,7 +266,7 @@ export class PoolContext {
    */
   private async readRawBlock(location: ChunkLocation): Promise<Buffer> {
     const size = this.blockSize;
-    const dataAt = location.offset + frameHeaderBytes + hashBytes * location.frameChunks + size * location.slot;
+    const dataAt = location.offset + payloadStart(location) + size * location.slot;
     const block = await this.chunks.read({ packId: location.packId, offset: dataAt, length: size });
     const digest = sha256(block);
     if (hashPrefix(digest) !== location.hashPrefix) throw this.chunkCorrupt(location);
@@ -268,19 +287,27 @@ export class PoolContext {
   /**
    * Brings the frames of these chunks into the frame cache, checked: compressed ones
    * decompressed on the read worker, one message for all of them, so that a large read
-   * spends this thread's time on metadata and replies; uncompressed ones checked here
-   * and cached as views of the spans read from packs (their blocks' hashes are checked
-   * as they are read, see frameBlock). Frames that fail are left out: readChunk then
-   * reads them again here and reports the failure.
+   * spends this thread's time on metadata and replies; uncompressed ones cached as views
+   * of the spans read from packs once their CRC-32 matches (their blocks' hashes are
+   * checked as they are read, see frameBlock). Frames that fail are left out: readChunk
+   * then reads them again here and reports the failure.
    */
   async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
     const wanted = new Map<number, ChunkLocation>();
     for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
     if (wanted.size === 0) return;
     const spans = await this.readAdjacent([...wanted.values()]);
-    const frames: { location: ChunkLocation; hashTable: Buffer; job: FrameToDecode }[] = [];
+    try {
+      await this.cacheFrames(spans);
+    } finally {
+      for (const span of spans) span.owner?.release();
+    }
+  }
+
+  private async cacheFrames(spans: readonly SpanRead[]): Promise<void> {
+    const frames: { location: ChunkLocation; hashTable: Buffer; job: FrameToDecode; payloadCrc: number | undefined }[] = [];
     spans.forEach((span, spanIndex) => {
-      for (const { location, start } of span.frames) {
+      for (const { location, start, payloadCrc } of span.frames) {
         const record = span.bytes.subarray(start, start + location.length);
         let header;
         try {
@@ -289,8 +316,11 @@ export class PoolContext {
           continue;
         }
         if (record.length !== header.headerLength + header.payloadLength || header.blockSize !== this.blockSize) continue;
+        // The worker's CRC-32 covered the payload metadata places; it counts only where
+        // the header agrees on where the payload starts.
         frames.push({
           location,
+          payloadCrc: header.headerLength === payloadStart(location) ? payloadCrc : undefined,
           hashTable: header.hashTable,
           job: {
             span: spanIndex,
@@ -307,16 +337,16 @@ export class PoolContext {
       }
     });
     if (frames.length === 0) return;
-    // Uncompressed frames need only their CRC-32 checked (about 0.2 ms per MiB): here,
-    // cheaper than the worker's round trip. Compressed ones go to the worker as copies of
-    // their records (smaller than what they decompress to): the spans stay here, not
-    // moved to the worker and back (each move counts as new memory to the collector,
-    // which then runs more), and uncompressed frames are cached as views of them.
+    // Uncompressed frames need only their CRC-32 checked: done by the read worker for
+    // spans it read, else here. Compressed ones go to the worker as copies of their
+    // records (smaller than what they decompress to): the spans stay here, not moved to
+    // the worker and back (each move counts as new memory to the collector, which then
+    // runs more), and uncompressed frames are cached as views of them.
     const compressed = frames.filter((frame) => frame.job.codec !== 'none');
-    for (const { job, location, hashTable } of frames) {
+    for (const { job, location, hashTable, payloadCrc } of frames) {
       if (job.codec !== 'none') continue;
       const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
-      if (raw.length === job.chunkCount * job.blockSize && crc32(raw) === job.payloadCrc) this.frameCache.set(location.frameId, raw, hashTable);
+      if (raw.length === job.chunkCount * job.blockSize && (payloadCrc ?? crc32(raw)) === job.payloadCrc) this.frameCache.set(location.frameId, raw, hashTable, spans[job.span].owner);
     }
     if (compressed.length === 0) return;
     const decoded = await this.readOffload.decodeFrames(
@@ -332,12 +362,25 @@ export class PoolContext {
 
   /**
    * Reads frame records, one read for each run of frames that sit back to back in a pack
-   * (the frames of one destage do, in block order), up to limits.readSpanBytesMax.
+   * (the frames of one destage do, in block order), up to limits.readSpanBytesMax. A
+   * large span is read by the read worker, which also gives each frame's payload CRC-32,
+   * into recycled memory when the span pool has some (the caller releases its owner).
    */
-  private async readAdjacent(locations: ChunkLocation[]): Promise<{ bytes: Buffer; frames: { location: ChunkLocation; start: number }[] }[]> {
+  private async readAdjacent(locations: ChunkLocation[]): Promise<SpanRead[]> {
     const sorted = locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset);
-    const result: { bytes: Buffer; frames: { location: ChunkLocation; start: number }[] }[] = [];
-    for (let first = 0; first < sorted.length; ) {
+    const result: SpanRead[] = [];
+    try {
+      for (let first = 0; first < sorted.length; ) first = await this.readRun(sorted, first, result);
+    } catch (error) {
+      for (const span of result) span.owner?.release();
+      throw error;
+    }
+    return result;
+  }
+
+  /** Reads the run of back-to-back frames starting at sorted[first] into result; returns where the next run starts. */
+  private async readRun(sorted: readonly ChunkLocation[], first: number, result: SpanRead[]): Promise<number> {
+    {
       let last = first;
       while (
         last + 1 < sorted.length &&
@@ -348,11 +391,25 @@ export class PoolContext {
         last += 1;
       }
       const start = sorted[first].offset;
-      const bytes = await this.chunks.read({ packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start });
-      result.push({ bytes, frames: sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start })) });
-      first = last + 1;
+      const span = { packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start };
+      const frames = sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start, payloadCrc: undefined as number | undefined }));
+      if (span.length >= checkedReadBytesMin && this.chunks.readChecked) {
+        const ranges = frames.flatMap(({ location, start: at }) => [at + payloadStart(location), at + location.length]);
+        const pooled = this.spanPool.take(span.length);
+        let read;
+        try {
+          read = await this.chunks.readChecked(span, ranges, this.readOffload, pooled?.buffer);
+        } catch (error) {
+          pooled?.owner.release();
+          throw error;
+        }
+        read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
+        result.push({ bytes: read.bytes, frames, owner: pooled?.owner });
+      } else {
+        result.push({ bytes: await this.chunks.read(span), frames });
+      }
+      return last + 1;
     }
-    return result;
   }
 
   /**
@@ -390,7 +447,7 @@ export class PoolContext {
   private async headerHashes(location: ChunkLocation): Promise<Buffer | null> {
     let table = this.knownHashes(location.frameId);
     if (table === undefined) {
-      const headerLength = Math.min(location.length, frameHeaderBytes + hashBytes * location.frameChunks);
+      const headerLength = Math.min(location.length, payloadStart(location));
       try {
         table = decodeFrameHeader(await this.chunks.read({ ...location, length: headerLength })).hashTable;
       } catch (error) {

@@ -10,7 +10,7 @@
 import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { ZERO_CHUNK, type ChunkLocation, type MappedExtent, type VolumeRecord } from '../meta/index.js';
-import type { BlockDevice, BlockExtent, ExtentType, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
+import type { BlockDevice, BlockExtent, ExtentType, HeldPieces, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
 import { resolveBlocks } from './extent-reader.js';
 import { storedRaw, type PoolContext, type VolumeState } from './pool-context.js';
 import { backpressure, flushPool } from './writeback.js';
@@ -201,21 +201,51 @@ abstract class BaseHandle implements BlockDevice {
   protected abstract checkLive(): void;
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const pieces = await this.readPieces(offset, length);
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    for (const piece of pieces) {
-      if (typeof piece === 'number') {
-        out.fill(0, at, at + piece);
-        at += piece;
-      } else {
-        at += piece.copy(out, at);
+    const held = await this.readHeld(offset, length);
+    try {
+      const out = Buffer.allocUnsafe(length);
+      let at = 0;
+      for (const piece of held.pieces) {
+        if (typeof piece === 'number') {
+          out.fill(0, at, at + piece);
+          at += piece;
+        } else {
+          at += piece.copy(out, at);
+        }
       }
+      return out;
+    } finally {
+      held.release();
     }
-    return out;
   }
 
   async readPieces(offset: number, length: number): Promise<ReadPiece[]> {
+    const held = await this.readHeld(offset, length);
+    try {
+      // Views of recycled spans are the caller's for good only as copies.
+      return held.pieces.map((piece) => (typeof piece !== 'number' && piece.buffer instanceof SharedArrayBuffer ? Buffer.from(piece) : piece));
+    } finally {
+      held.release();
+    }
+  }
+
+  async readHeld(offset: number, length: number): Promise<HeldPieces> {
+    const pool = this.ctx.spanPool;
+    const epoch = pool.enter();
+    let held = true;
+    const release = () => {
+      if (held) pool.exit(epoch);
+      held = false;
+    };
+    try {
+      return { pieces: await this.collectPieces(offset, length), release };
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  private async collectPieces(offset: number, length: number): Promise<ReadPiece[]> {
     this.checkLive();
     checkRange(this, offset, length, limits.ioBytesMax);
     if (length === 0) return [];
@@ -470,7 +500,15 @@ export class VolumeHandle extends BaseHandle {
       const epoch = buffer.epoch;
       const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
       const base = Buffer.alloc(this.ctx.blockSize);
-      if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
+      if (rows[0]?.location) {
+        // The block may be a view of a recycled span: copied before the read exits.
+        const epoch = this.ctx.spanPool.enter();
+        try {
+          (await this.ctx.readChunk(rows[0].location)).copy(base);
+        } finally {
+          this.ctx.spanPool.exit(epoch);
+        }
+      }
       if (buffer.lookup(block) !== undefined || epoch !== buffer.epoch) continue;
       apply(base);
       return this.setEntry(block, base);

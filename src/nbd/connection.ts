@@ -57,6 +57,8 @@ export class Connection {
   private batching = false;
   private queued: Buffer[] = [];
   private queuedBytes = 0;
+  /** Called once the socket has taken the queued pieces (or is gone). */
+  private queuedDone: (() => void)[] = [];
   private flushScheduled = false;
   /** Settles when the connection has closed. */
   readonly done: Promise<void>;
@@ -110,12 +112,21 @@ export class Connection {
    * and written together (one writev instead of one per reply).
    */
   send(...pieces: Buffer[]): void {
-    if (this.closed) return;
-    if (!this.batching) return this.writeNow(pieces);
+    this.sendThen(null, pieces);
+  }
+
+  /**
+   * As send, then `done` once the socket has taken the pieces' bytes (written, or the
+   * connection gone): until then the pieces must stay as they are.
+   */
+  sendThen(done: (() => void) | null, pieces: readonly Buffer[]): void {
+    if (this.closed) return void done?.();
+    if (!this.batching) return this.writeNow(pieces, done === null ? [] : [done]);
     for (const piece of pieces) {
       this.queued.push(piece);
       this.queuedBytes += piece.length;
     }
+    if (done !== null) this.queuedDone.push(done);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flushQueued());
@@ -130,18 +141,23 @@ export class Connection {
   private flushQueued(): void {
     this.flushScheduled = false;
     const pieces = this.queued;
+    const done = this.queuedDone;
     this.queued = [];
+    this.queuedDone = [];
     this.queuedBytes = 0;
-    if (!this.closed && pieces.length > 0) this.writeNow(pieces);
+    if (!this.closed && pieces.length > 0) this.writeNow(pieces, done);
+    else for (const callback of done) callback();
   }
 
-  private writeNow(pieces: readonly Buffer[]): void {
+  private writeNow(pieces: readonly Buffer[], done: readonly (() => void)[]): void {
+    // The stream calls back once the last piece is written, or with an error once it is destroyed.
+    const written = done.length === 0 ? undefined : () => done.forEach((callback) => callback());
     if (pieces.length === 1) {
-      this.stream.write(pieces[0]);
+      this.stream.write(pieces[0], written);
       return;
     }
     this.stream.cork();
-    for (const piece of pieces) this.stream.write(piece);
+    pieces.forEach((piece, index) => this.stream.write(piece, index === pieces.length - 1 ? written : undefined));
     this.stream.uncork();
   }
 

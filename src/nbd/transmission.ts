@@ -163,8 +163,15 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
   const device = chosen.device;
   const fua = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (request.type) {
-    case NBD_CMD_READ:
-      return sendRead(connection, chosen, request, await device.readPieces(request.offset, request.length));
+    case NBD_CMD_READ: {
+      const held = await device.readHeld(request.offset, request.length);
+      try {
+        return sendRead(connection, chosen, request, held.pieces, held.release);
+      } catch (error) {
+        held.release();
+        throw error;
+      }
+    }
     case NBD_CMD_WRITE:
       // The payload's pieces are this request's alone: the engine may keep them.
       if (request.length > 0) await device.writePieces(request.offset, payload as Buffer[], { fua, adopt: true });
@@ -193,7 +200,7 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
 async function prefetch(connection: Connection, chosen: ChosenExport, request: Request): Promise<void> {
   const piece = connection.limits.nbdCachePieceBytes;
   for (let at = request.offset; at < request.offset + request.length; at += piece) {
-    await chosen.device.readPieces(at, Math.min(piece, request.offset + request.length - at));
+    (await chosen.device.readHeld(at, Math.min(piece, request.offset + request.length - at))).release();
   }
 }
 
@@ -203,16 +210,16 @@ function replyError(connection: Connection, chosen: ChosenExport, request: Reque
 }
 
 /**
- * READ reply, sent from the pieces the device returned (views of its cache, no copy).
- * Simple: header then the bytes. Structured: runs of zeros the device knows of (holes,
- * zero blocks) go as OFFSET_HOLE chunks and the bytes as OFFSET_DATA, unless DF asks
- * for one chunk.
+ * READ reply, sent from the pieces the device returned (views of its memory, no copy),
+ * then `done` once the socket has taken them. Simple: header then the bytes.
+ * Structured: runs of zeros the device knows of (holes, zero blocks) go as OFFSET_HOLE
+ * chunks and the bytes as OFFSET_DATA, unless DF asks for one chunk.
  */
-function sendRead(connection: Connection, chosen: ChosenExport, request: Request, pieces: readonly ReadPiece[]): void {
-  if (!chosen.structuredReplies) return connection.send(encodeSimpleReply(request.cookie, 0), ...bytesOf(pieces));
+function sendRead(connection: Connection, chosen: ChosenExport, request: Request, pieces: readonly ReadPiece[], done: () => void): void {
+  if (!chosen.structuredReplies) return connection.sendThen(done, [encodeSimpleReply(request.cookie, 0), ...bytesOf(pieces)]);
   // A zero-length read still needs a final chunk.
-  if (request.length === 0) return connection.send(encodeDoneChunk(request.cookie));
-  if ((request.flags & NBD_CMD_FLAG_DF) !== 0) return connection.send(encodeOffsetDataHead(request.cookie, request.offset, request.length, true), ...bytesOf(pieces));
+  if (request.length === 0) return connection.sendThen(done, [encodeDoneChunk(request.cookie)]);
+  if ((request.flags & NBD_CMD_FLAG_DF) !== 0) return connection.sendThen(done, [encodeOffsetDataHead(request.cookie, request.offset, request.length, true), ...bytesOf(pieces)]);
   const out: Buffer[] = [];
   let at = request.offset;
   for (let index = 0; index < pieces.length; ) {
@@ -231,7 +238,7 @@ function sendRead(connection: Connection, chosen: ChosenExport, request: Request
     at += length;
     index = end;
   }
-  connection.send(...out);
+  connection.sendThen(done, out);
 }
 
 /** Zeros sent in simple replies and DF chunks; never written to. */

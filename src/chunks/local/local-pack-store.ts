@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StrataError, hostIoError } from '../../common/errors.js';
 import { limits } from '../../common/limits.js';
-import type { ChunkStore, FrameLocation } from '../chunk-store.js';
+import type { CheckedBytes, ChunkStore, FrameLocation, SpanReader } from '../chunk-store.js';
 import { nodeFileIo, type FileIo } from './file-io.js';
 
 const packPattern = /^pack-(\d{8,})\.pack$/;
@@ -28,6 +28,13 @@ function recordLength(pieces: readonly Buffer[]): number {
   let length = 0;
   for (const piece of pieces) length += piece.length;
   return length;
+}
+
+function shortPack(location: FrameLocation): StrataError {
+  return new StrataError('STRATA_E_CHUNK_MISSING', `pack ${location.packId} is shorter than its metadata says`, {
+    packId: location.packId,
+    offset: location.offset,
+  });
 }
 
 export interface LocalPackStoreOptions {
@@ -252,13 +259,24 @@ export class LocalPackStore implements ChunkStore {
     } finally {
       if (!inline) this.readDone(fd);
     }
-    if (got < location.length) {
-      throw new StrataError('STRATA_E_CHUNK_MISSING', `pack ${location.packId} is shorter than its metadata says`, {
-        packId: location.packId,
-        offset: location.offset,
-      });
-    }
+    if (got < location.length) throw shortPack(location);
     return buffer;
+  }
+
+  /** As read, on the reader's thread, the descriptor held open meanwhile. */
+  async readChecked(location: FrameLocation, ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes> {
+    const fd = this.descriptor(location.packId);
+    this.readsInFlight.set(fd, (this.readsInFlight.get(fd) ?? 0) + 1);
+    let read;
+    try {
+      read = await reader.readSpan(fd, location.offset, location.length, ranges, into);
+    } catch (error) {
+      throw hostIoError(error, `reading pack ${location.packId}`);
+    } finally {
+      this.readDone(fd);
+    }
+    if (read.got < location.length) throw shortPack(location);
+    return { bytes: read.bytes, crcs: read.crcs };
   }
 
   currentPackId(): number | null {
