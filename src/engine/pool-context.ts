@@ -23,6 +23,8 @@ export interface PoolTuning {
   readonly writeBufferBytesMax: number;
   readonly writebackDelayMs: number;
   readonly frameCacheBytesMax: number;
+  /** Recycled memory for large reads' spans (see SpanPool). */
+  readonly readSpanPoolBytesMax: number;
   readonly compactLiveFractionMax: number;
   readonly compactGraceMs: number;
   /** 0 turns the background reclaimer off (it can still run on demand). */
@@ -44,6 +46,7 @@ export const defaultTuning: PoolTuning = {
   writeBufferBytesMax: limits.writeBufferBytesMax,
   writebackDelayMs: limits.writebackDelayMs,
   frameCacheBytesMax: limits.frameCacheBytesMax,
+  readSpanPoolBytesMax: limits.readSpanPoolBytesMax,
   compactLiveFractionMax: limits.compactLiveFractionMax,
   compactGraceMs: limits.compactGraceMs,
   compactIntervalMs: limits.compactIntervalMs,
@@ -152,7 +155,7 @@ export class PoolContext {
   /** A second worker for reads: reads large spans and checks and decompresses their frames. */
   readonly readOffload = new CpuOffload(zstdLevel);
   /** Recycled memory for those spans (see SpanPool); reads that use its views enter and exit it. */
-  readonly spanPool = new SpanPool(limits.readSpanPoolBytesMax);
+  readonly spanPool: SpanPool;
   /**
    * Chunks known to be damaged (failed verification, now or in an earlier session: the
    * marks persist as `damaged:<id>` pool records). A write of the same content then
@@ -174,6 +177,7 @@ export class PoolContext {
     readonly tuning: PoolTuning,
   ) {
     this.frameCache = new FrameCache(tuning.frameCacheBytesMax);
+    this.spanPool = new SpanPool(tuning.readSpanPoolBytesMax);
     this.zeroBlock = Buffer.alloc(policy.blockSize);
   }
 

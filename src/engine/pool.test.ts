@@ -534,8 +534,10 @@ describe('dedup and compression', () => {
   it('reads right bytes through recycled span memory, held across other reads or copied', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
     dirs.push(dir);
-    // A frame cache of 2 MiB against 16 MiB read over and over: spans keep being dropped and reused.
-    const small = { tuning: { ...quiet.tuning, frameCacheBytesMax: 2 * MiB } };
+    // A frame cache of 2 MiB against 16 MiB read over and over, and a span pool of 15 spans
+    // of 1.25 MiB (a MiB of frames with their headers) for 15 reads at once besides the
+    // held one: spans keep being dropped and reused, and the pool runs short by one.
+    const small = { tuning: { ...quiet.tuning, frameCacheBytesMax: 2 * MiB, readSpanPoolBytesMax: 19 * MiB } };
     const pool = await Pool.create(dir, { compression: 'none' }, small);
     await pool.createVolume('v', 16 * MiB);
     const data = randomBytes(16 * MiB, 5);
@@ -545,20 +547,26 @@ describe('dedup and compression', () => {
     pools.push(again);
     const volume = again.openVolume('v');
     const joined = (pieces: readonly (Buffer | number)[]) => Buffer.concat(pieces.map((piece) => (typeof piece === 'number' ? Buffer.alloc(piece) : piece)));
-    // Held: a span of the same size as the others' (the pool keeps sizes apart).
+    const others = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].map((index) => index * MiB);
+    const readOthers = () =>
+      Promise.all(
+        others.map(async (offset) => {
+          const other = await volume.readHeld(offset, MiB);
+          try {
+            expect(joined(other.pieces).equals(data.subarray(offset, offset + MiB))).toBe(true);
+          } finally {
+            other.release();
+          }
+        }),
+      );
+    await readOthers();
+    // Held: a span of the others' size (the pool keeps sizes apart), taken last, so that
+    // once the cache drops it, it is the first the pool would hand out again.
     const held = await volume.readHeld(4 * MiB, MiB);
     const before = Buffer.from(joined(held.pieces));
     expect(before.equals(data.subarray(4 * MiB, 5 * MiB))).toBe(true);
     for (let pass = 0; pass < 3; pass += 1) {
-      const reads = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].map((index) => index * MiB).map(async (offset) => {
-        const other = await volume.readHeld(offset, MiB);
-        try {
-          expect(joined(other.pieces).equals(data.subarray(offset, offset + MiB))).toBe(true);
-        } finally {
-          other.release();
-        }
-      });
-      await Promise.all(reads);
+      await readOthers();
       expect((await volume.read(3 * MiB + 5, 2 * MiB)).equals(data.subarray(3 * MiB + 5, 5 * MiB + 5))).toBe(true);
     }
     // The held read's bytes are still its own.
