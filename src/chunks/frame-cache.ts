@@ -11,18 +11,8 @@
  */
 import { hashBytes } from './frame-codec.js';
 
-/**
- * The owner of memory an entry's bytes are a view of (a recycled read span): counted
- * while the entry is cached, released when it leaves.
- */
-export interface SpanOwner {
-  hold(): void;
-  release(): void;
-}
-
 export interface CachedFrame {
   readonly raw: Buffer;
-  readonly owner?: SpanOwner;
   /** SHA-256 of each slot, from the frame header (see hashAt). */
   readonly hashTable: Buffer;
   readonly verified: Uint8Array;
@@ -32,21 +22,12 @@ class Generation {
   readonly entries = new Map<number, CachedFrame>();
   bytes = 0;
 
-  /** Takes an entry out; `leaving` false when it moves to the other generation (its hold goes with it). */
-  remove(frameId: number, leaving = true): CachedFrame | undefined {
+  remove(frameId: number): CachedFrame | undefined {
     const entry = this.entries.get(frameId);
     if (entry === undefined) return undefined;
     this.entries.delete(frameId);
     this.bytes -= entry.raw.length;
-    if (leaving) entry.owner?.release();
     return entry;
-  }
-
-  /** Drops every entry (the generation is discarded whole). */
-  discard(): void {
-    for (const entry of this.entries.values()) entry.owner?.release();
-    this.entries.clear();
-    this.bytes = 0;
   }
 }
 
@@ -66,7 +47,7 @@ export class FrameCache {
     }
     this.hits += 1;
     if (this.old.entries.has(frameId)) {
-      this.old.remove(frameId, false);
+      this.old.remove(frameId);
       this.insert(frameId, entry);
     }
     return entry;
@@ -77,18 +58,11 @@ export class FrameCache {
     return this.young.entries.get(frameId) ?? this.old.entries.get(frameId);
   }
 
-  /**
-   * Adds a frame; returns the entry (kept only while it fits under the bound). With an
-   * owner, the entry holds a count of it while cached: a frame not kept must then not
-   * be used past the caller's own hold.
-   */
-  set(frameId: number, raw: Buffer, hashTable: Buffer, owner?: SpanOwner): CachedFrame {
-    const entry = { raw, hashTable, owner, verified: new Uint8Array(hashTable.length / hashBytes) };
+  /** Adds a frame; returns the entry (kept only while it fits under the bound). */
+  set(frameId: number, raw: Buffer, hashTable: Buffer): CachedFrame {
+    const entry = { raw, hashTable, verified: new Uint8Array(hashTable.length / hashBytes) };
     this.delete(frameId);
-    if (raw.length <= this.bytesMax / 2) {
-      owner?.hold();
-      this.insert(frameId, entry);
-    }
+    if (raw.length <= this.bytesMax / 2) this.insert(frameId, entry);
     return entry;
   }
 
@@ -103,7 +77,6 @@ export class FrameCache {
 
   private insert(frameId: number, entry: CachedFrame): void {
     if (this.young.bytes + entry.raw.length > this.bytesMax / 2) {
-      this.old.discard();
       this.old = this.young;
       this.young = new Generation();
     }

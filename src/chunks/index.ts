@@ -6,7 +6,7 @@
 export * from './chunk-store.js';
 export * from './codecs.js';
 export * from './frame-codec.js';
-export { FrameCache, type CachedFrame, type SpanOwner } from './frame-cache.js';
+export { FrameCache, type CachedFrame } from './frame-cache.js';
 export { LocalPackStore } from './local/local-pack-store.js';
 export type { LocalPackStoreOptions } from './local/local-pack-store.js';
 export { nodeFileIo } from './local/file-io.js';

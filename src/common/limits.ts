@@ -62,10 +62,10 @@ export const limits = {
   /** Frames that sit back to back in a pack are read with one read of at most this. */
   readSpanBytesMax: 4 * MiB,
   /**
-   * Recycled memory for large reads' spans (see SpanPool): about twice the frame cache,
-   * which holds views of them, spans being rounded up to 256 KiB and some in flight.
+   * Recycled memory for the spans of large reads in flight (see SpanPool; a 1 MiB read
+   * takes a span of 1.25 MiB); reads beyond it use memory of their own.
    */
-  readSpanPoolBytesMax: 128 * MiB,
+  readSpanPoolBytesMax: 64 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
   /**

@@ -10,7 +10,7 @@ import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore, type SpanOwner } from '../chunks/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
 import { hashPrefix, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
@@ -129,8 +129,8 @@ function payloadStart(location: ChunkLocation): number {
 /** A span read from a pack: its bytes and the frames in it (with the payload CRC-32 when the reader took it). */
 interface SpanRead {
   readonly bytes: Buffer;
-  /** Set when the bytes are recycled memory: one count held for the read. */
-  readonly owner?: SpanOwner;
+  /** Set when the bytes are recycled memory: hands them back to the span pool. */
+  readonly release?: () => void;
   readonly frames: { location: ChunkLocation; start: number; payloadCrc: number | undefined }[];
 }
 
@@ -253,9 +253,11 @@ export class PoolContext {
     if (frame.verified[location.slot] === 1) return block;
     // The header's hash must be the one metadata expects (its prefix), and, when reads
     // verify SHA-256, the bytes must match the header's hash.
-    const expected = hashAt(frame.hashTable, location.slot);
+    // (The prefix is read in place: a view of the hash per block cost more than the check.)
+    const at = location.slot * hashBytes;
+    const table = frame.hashTable;
     const checkHash = this.tuning.readVerify === 'sha256';
-    if (expected === undefined || hashPrefix(expected) !== location.hashPrefix || block.length !== size || (checkHash && !sha256(block).equals(expected))) {
+    if (at + hashBytes > table.length || table.readInt32BE(at) !== location.hashPrefix || block.length !== size || (checkHash && !sha256(block).equals(table.subarray(at, at + hashBytes)))) {
       this.frameCache.delete(location.frameId);
       throw this.chunkCorrupt(location);
     }
@@ -289,26 +291,35 @@ export class PoolContext {
   }
 
   /**
-   * Brings the frames of these chunks into the frame cache, checked: compressed ones
-   * decompressed on the read worker, one message for all of them, so that a large read
-   * spends this thread's time on metadata and replies; uncompressed ones cached as views
-   * of the spans read from packs once their CRC-32 matches (their blocks' hashes are
-   * checked as they are read, see frameBlock). Frames that fail are left out: readChunk
-   * then reads them again here and reports the failure.
+   * Brings the frames of these chunks into memory, checked: compressed ones decompressed
+   * on the read worker, one message for all of them, so that a large read spends this
+   * thread's time on metadata and replies, and cached; uncompressed ones kept as views of
+   * the spans read from packs once their CRC-32 matches (their blocks' hashes are checked
+   * as they are read, see frameBlock). Those views are cached only when the span is memory
+   * of its own; views of a recycled span are returned, the caller's until it exits the
+   * span pool (the page cache keeps such frames warm anyway). Frames that fail are left
+   * out: readChunk then reads them again here and reports the failure.
    */
-  async loadFrames(locations: readonly ChunkLocation[]): Promise<void> {
+  async loadFrames(locations: readonly ChunkLocation[]): Promise<Map<number, CachedFrame>> {
+    const loaded = new Map<number, CachedFrame>();
     const wanted = new Map<number, ChunkLocation>();
     for (const location of locations) if (!wanted.has(location.frameId) && this.frameCache.peek(location.frameId) === undefined) wanted.set(location.frameId, location);
-    if (wanted.size === 0) return;
+    if (wanted.size === 0) return loaded;
     const spans = await this.readAdjacent([...wanted.values()]);
     try {
-      await this.cacheFrames(spans);
+      await this.keepFrames(spans, loaded);
     } finally {
-      for (const span of spans) span.owner?.release();
+      for (const span of spans) span.release?.();
     }
+    return loaded;
   }
 
-  private async cacheFrames(spans: readonly SpanRead[]): Promise<void> {
+  /** The verified bytes of a chunk whose frame loadFrames returned. */
+  loadedChunk(frame: CachedFrame, location: ChunkLocation): Buffer {
+    return this.frameBlock(frame, location);
+  }
+
+  private async keepFrames(spans: readonly SpanRead[], loaded: Map<number, CachedFrame>): Promise<void> {
     const frames: { location: ChunkLocation; hashTable: Buffer; job: FrameToDecode; payloadCrc: number | undefined }[] = [];
     spans.forEach((span, spanIndex) => {
       for (const { location, start, payloadCrc } of span.frames) {
@@ -350,7 +361,9 @@ export class PoolContext {
     for (const { job, location, hashTable, payloadCrc } of frames) {
       if (job.codec !== 'none') continue;
       const raw = spans[job.span].bytes.subarray(job.start + job.headerLength, job.start + job.length);
-      if (raw.length === job.chunkCount * job.blockSize && (payloadCrc ?? crc32(raw)) === job.payloadCrc) this.frameCache.set(location.frameId, raw, hashTable, spans[job.span].owner);
+      if (raw.length !== job.chunkCount * job.blockSize || (payloadCrc ?? crc32(raw)) !== job.payloadCrc) continue;
+      if (spans[job.span].release === undefined) this.frameCache.set(location.frameId, raw, hashTable);
+      else loaded.set(location.frameId, { raw, hashTable, verified: new Uint8Array(job.chunkCount) });
     }
     if (compressed.length === 0) return;
     const decoded = await this.readOffload.decodeFrames(
@@ -368,7 +381,7 @@ export class PoolContext {
    * Reads frame records, one read for each run of frames that sit back to back in a pack
    * (the frames of one destage do, in block order), up to limits.readSpanBytesMax. A
    * large span is read by the read worker, which also gives each frame's payload CRC-32,
-   * into recycled memory when the span pool has some (the caller releases its owner).
+   * into recycled memory when the span pool has some (the caller then releases it).
    */
   private async readAdjacent(locations: ChunkLocation[]): Promise<SpanRead[]> {
     const sorted = locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset);
@@ -376,7 +389,7 @@ export class PoolContext {
     try {
       for (let first = 0; first < sorted.length; ) first = await this.readRun(sorted, first, result);
     } catch (error) {
-      for (const span of result) span.owner?.release();
+      for (const span of result) span.release?.();
       throw error;
     }
     return result;
@@ -404,11 +417,11 @@ export class PoolContext {
         try {
           read = await this.chunks.readChecked(span, ranges, this.readOffload, pooled?.buffer);
         } catch (error) {
-          pooled?.owner.release();
+          pooled?.release();
           throw error;
         }
         read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
-        result.push({ bytes: read.bytes, frames, owner: pooled?.owner });
+        result.push({ bytes: read.bytes, frames, release: pooled?.release });
       } else {
         result.push({ bytes: await this.chunks.read(span), frames });
       }

@@ -534,10 +534,10 @@ describe('dedup and compression', () => {
   it('reads right bytes through recycled span memory, held across other reads or copied', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
     dirs.push(dir);
-    // A frame cache of 2 MiB against 16 MiB read over and over, and a span pool of 15 spans
-    // of 1.25 MiB (a MiB of frames with their headers) for 15 reads at once besides the
-    // held one: spans keep being dropped and reused, and the pool runs short by one.
-    const small = { tuning: { ...quiet.tuning, frameCacheBytesMax: 2 * MiB, readSpanPoolBytesMax: 19 * MiB } };
+    // A span pool of 15 spans of 1.25 MiB (a MiB of frames with their headers) for 15
+    // reads at once besides the held one: spans keep being reused, and the pool runs
+    // short by one.
+    const small = { tuning: { ...quiet.tuning, readSpanPoolBytesMax: 19 * MiB } };
     const pool = await Pool.create(dir, { compression: 'none' }, small);
     await pool.createVolume('v', 16 * MiB);
     const data = randomBytes(16 * MiB, 5);
@@ -561,7 +561,7 @@ describe('dedup and compression', () => {
       );
     await readOthers();
     // Held: a span of the others' size (the pool keeps sizes apart), taken last, so that
-    // once the cache drops it, it is the first the pool would hand out again.
+    // it is the first the pool would hand out again.
     const held = await volume.readHeld(4 * MiB, MiB);
     const before = Buffer.from(joined(held.pieces));
     expect(before.equals(data.subarray(4 * MiB, 5 * MiB))).toBe(true);

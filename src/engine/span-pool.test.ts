@@ -14,16 +14,15 @@ describe('SpanPool', () => {
     if (first === null) throw new Error('pool spent');
     expect(first.buffer.byteLength).toBe(512 * KiB);
     const reader = pool.enter();
-    first.owner.hold();
-    first.owner.release();
-    // Still held once (by a cache entry, say): not retired.
+    // Still taken: another request gets other memory.
     expect(pool.take(300 * KiB)?.buffer).not.toBe(first.buffer);
-    first.owner.release();
-    // Retired, but a read that entered before is still running.
+    first.release();
+    first.release();
+    // Released, but a read that entered before is still running.
     expect(pool.take(300 * KiB)).toBeNull();
     const later = pool.enter();
     pool.exit(reader);
-    // The read that entered after the retirement does not keep it.
+    // The read that entered after the release does not keep it.
     expect(pool.take(300 * KiB)?.buffer).toBe(first.buffer);
     pool.exit(later);
     expect(pool.sizeBytes).toBe(1024 * KiB);
@@ -36,7 +35,7 @@ describe('SpanPool', () => {
     expect(small?.buffer.byteLength).toBe(256 * KiB);
     expect(large?.buffer.byteLength).toBe(768 * KiB);
     expect(pool.take(1)).toBeNull();
-    small?.owner.release();
+    small?.release();
     expect(pool.take(200 * KiB)?.buffer).toBe(small?.buffer);
   });
 });

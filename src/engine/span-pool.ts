@@ -2,20 +2,18 @@
  * Recycled memory for the spans large reads fetch from packs. A sequential read used to
  * allocate a fresh buffer per MiB; the collector counts such memory and runs a full
  * collection for every 64 MiB of it, which cost more than the read itself. Spans now
- * come from a bounded set of shared buffers (the read worker reads into them), and
- * go back when nothing can see them any more.
+ * come from a bounded set of shared buffers (the read worker reads into them) and go
+ * back for reuse once nothing can see them any more.
  *
- * What can see a span: the frame cache entries that are views of it (the span's
- * owner counts them, plus one while the read that fetched it runs), and any read that
- * took views of those entries and has not finished with them (a reply the socket has
- * not taken yet). The second kind is tracked by epochs, not per view: each read enters
- * at the current epoch and exits when done; a span whose owner count falls to zero is
- * retired at the current epoch (which then advances), and is reused only once every
- * read that entered at or before that epoch has exited. A read entering later cannot
- * reach the span: it is in no cache entry any more.
+ * The read that fetched a span releases it when it has taken what it needs (views of
+ * its uncompressed frames, copies of its compressed records). Views may live on until
+ * the read's reply is sent, and other reads in flight may hold views too: this is
+ * tracked by epochs, not per view. Each read enters at the current epoch and exits
+ * when it is done with its views; a released span is retired at the current epoch
+ * (which then advances) and reused only once every read that entered at or before
+ * that epoch has exited. A read entering later never sees the span: only the read
+ * that fetched it had it.
  */
-import type { SpanOwner } from '../chunks/index.js';
-
 /** Spans are pooled in sizes rounded up to a multiple of this. */
 const classBytes = 256 * 1024;
 
@@ -47,10 +45,10 @@ export class SpanPool {
   }
 
   /**
-   * Memory for a span of `length` bytes, owned by the returned owner (one count held
-   * for the caller), or null when the pool is spent (the caller then uses memory of its own).
+   * Memory for a span of `length` bytes and the call that hands it back (once), or null
+   * when the pool is spent (the caller then uses memory of its own).
    */
-  take(length: number): { buffer: SharedArrayBuffer; owner: SpanOwner } | null {
+  take(length: number): { buffer: SharedArrayBuffer; release: () => void } | null {
     const size = classOf(length);
     this.reclaim();
     let buffer = this.free.get(size)?.pop();
@@ -60,17 +58,12 @@ export class SpanPool {
       this.bytes += size;
     }
     const span = buffer;
-    let refs = 1;
-    const owner: SpanOwner = {
-      hold: () => {
-        refs += 1;
-      },
-      release: () => {
-        refs -= 1;
-        if (refs === 0) this.retire(span);
-      },
+    let taken = true;
+    const release = () => {
+      if (taken) this.retire(span);
+      taken = false;
     };
-    return { buffer: span, owner };
+    return { buffer: span, release };
   }
 
   /** Bytes of shared memory the pool has made (in use or free). */

@@ -61,10 +61,11 @@ async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[],
   for (const location of locations) wanted.set(location.frameId, (wanted.get(location.frameId) ?? 0) + 1);
   const alone = (location: ChunkLocation) => storedRaw(location, size) && (wanted.get(location.frameId) as number) * readAloneFraction < location.frameChunks;
   const whole = locations.filter((location) => !alone(location));
-  if (whole.length > 1 && whole[0].frameId !== whole[whole.length - 1].frameId) await ctx.loadFrames(whole);
+  const loaded = whole.length > 1 && whole[0].frameId !== whole[whole.length - 1].frameId ? await ctx.loadFrames(whole) : null;
   for (let at = 0; at < missing.length; at += 1) {
     const location = locations[at];
-    sources[missing[at]] = ctx.cachedChunk(location) ?? (await ctx.readChunk(location, alone(location)));
+    const frame = loaded?.get(location.frameId);
+    sources[missing[at]] = frame !== undefined ? ctx.loadedChunk(frame, location) : (ctx.cachedChunk(location) ?? (await ctx.readChunk(location, alone(location))));
   }
 }
 
