@@ -63,9 +63,10 @@ export const limits = {
   readSpanBytesMax: 4 * MiB,
   /**
    * Recycled memory for the spans of large reads in flight (see SpanPool; a 1 MiB read
-   * takes a span of 1.25 MiB); reads beyond it use memory of their own.
+   * takes a span of 1.0625 MiB, spans being rounded up to 64 KiB); reads beyond it use
+   * memory of their own.
    */
-  readSpanPoolBytesMax: 64 * MiB,
+  readSpanPoolBytesMax: 128 * MiB,
   /** Frame headers (the SHA-256 of each chunk) kept to confirm dedup candidates. */
   frameHeaderCacheEntries: 16384,
   /**

@@ -534,10 +534,10 @@ describe('dedup and compression', () => {
   it('reads right bytes through recycled span memory, held across other reads or copied', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
     dirs.push(dir);
-    // A span pool of 15 spans of 1.25 MiB (a MiB of frames with their headers) for 15
+    // A span pool of 15 spans of 1.0625 MiB (a MiB of frames with their headers) for 15
     // reads at once besides the held one: spans keep being reused, and the pool runs
     // short by one.
-    const small = { tuning: { ...quiet.tuning, readSpanPoolBytesMax: 19 * MiB } };
+    const small = { tuning: { ...quiet.tuning, readSpanPoolBytesMax: 16 * MiB } };
     const pool = await Pool.create(dir, { compression: 'none' }, small);
     await pool.createVolume('v', 16 * MiB);
     const data = randomBytes(16 * MiB, 5);

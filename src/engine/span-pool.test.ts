@@ -9,10 +9,10 @@ const KiB = 1024;
 
 describe('SpanPool', () => {
   it('reuses a span only once the reads that might see it have exited', () => {
-    const pool = new SpanPool(1024 * KiB);
+    const pool = new SpanPool(640 * KiB);
     const first = pool.take(300 * KiB);
     if (first === null) throw new Error('pool spent');
-    expect(first.buffer.byteLength).toBe(512 * KiB);
+    expect(first.buffer.byteLength).toBe(320 * KiB);
     const reader = pool.enter();
     // Still taken: another request gets other memory.
     expect(pool.take(300 * KiB)?.buffer).not.toBe(first.buffer);
@@ -25,17 +25,17 @@ describe('SpanPool', () => {
     // The read that entered after the release does not keep it.
     expect(pool.take(300 * KiB)?.buffer).toBe(first.buffer);
     pool.exit(later);
-    expect(pool.sizeBytes).toBe(1024 * KiB);
+    expect(pool.sizeBytes).toBe(640 * KiB);
   });
 
   it('keeps size classes apart and answers null when spent', () => {
-    const pool = new SpanPool(1024 * KiB);
+    const pool = new SpanPool(768 * KiB);
     const small = pool.take(1);
     const large = pool.take(700 * KiB);
-    expect(small?.buffer.byteLength).toBe(256 * KiB);
-    expect(large?.buffer.byteLength).toBe(768 * KiB);
+    expect(small?.buffer.byteLength).toBe(64 * KiB);
+    expect(large?.buffer.byteLength).toBe(704 * KiB);
     expect(pool.take(1)).toBeNull();
     small?.release();
-    expect(pool.take(200 * KiB)?.buffer).toBe(small?.buffer);
+    expect(pool.take(60 * KiB)?.buffer).toBe(small?.buffer);
   });
 });

@@ -14,8 +14,8 @@
  * that epoch has exited. A read entering later never sees the span: only the read
  * that fetched it had it.
  */
-/** Spans are pooled in sizes rounded up to a multiple of this. */
-const classBytes = 256 * 1024;
+/** Spans are pooled in sizes rounded up to a multiple of this (frames are up to 64 KiB of data). */
+const classBytes = 64 * 1024;
 
 function classOf(length: number): number {
   return Math.max(1, Math.ceil(length / classBytes)) * classBytes;
