@@ -53,6 +53,8 @@ export type ReadPiece = Buffer | number;
  */
 export interface HeldPieces {
   readonly pieces: ReadPiece[];
+  /** False when no piece is such a view (release may then come at once, and is a no-op). */
+  readonly recycled: boolean;
   release(): void;
 }
 

@@ -40,9 +40,10 @@ function checkRange(device: BlockDevice, offset: number, length: number, lengthM
 
 /**
  * Puts the verified bytes of resolved blocks into `sources` (index i for block
- * firstBlock + i): views of cached frames, or blocks read alone.
+ * firstBlock + i): views of cached frames, of frames just loaded, or blocks read alone.
+ * True when some are views of recycled spans (see SpanPool).
  */
-async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[], sources: (Buffer | null)[]): Promise<void> {
+async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[], sources: (Buffer | null)[]): Promise<boolean> {
   // Blocks of cached frames first (the common case): no further work for them.
   const missing: number[] = [];
   for (let index = 0; index < rows.length; index += 1) {
@@ -52,7 +53,7 @@ async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[],
     if (cached === undefined) missing.push(index);
     else sources[index] = cached;
   }
-  if (missing.length === 0) return;
+  if (missing.length === 0) return false;
   const size = ctx.blockSize;
   const locations = missing.map((index) => rows[index]?.location as ChunkLocation);
   // Frames the read wants most of are read (and checked) whole, several at once on the
@@ -67,6 +68,7 @@ async function collectFromStore(ctx: PoolContext, rows: (MappedExtent | null)[],
     const frame = loaded?.get(location.frameId);
     sources[missing[at]] = frame !== undefined ? ctx.loadedChunk(frame, location) : (ctx.cachedChunk(location) ?? (await ctx.readChunk(location, alone(location))));
   }
+  return loaded !== null && loaded.size > 0;
 }
 
 /**
@@ -224,6 +226,7 @@ abstract class BaseHandle implements BlockDevice {
     const held = await this.readHeld(offset, length);
     try {
       // Views of recycled spans are the caller's for good only as copies.
+      if (!held.recycled) return held.pieces;
       return held.pieces.map((piece) => (typeof piece !== 'number' && piece.buffer instanceof SharedArrayBuffer ? Buffer.from(piece) : piece));
     } finally {
       held.release();
@@ -239,23 +242,27 @@ abstract class BaseHandle implements BlockDevice {
       held = false;
     };
     try {
-      return { pieces: await this.collectPieces(offset, length), release };
+      const { pieces, recycled } = await this.collectPieces(offset, length);
+      // A read that fetched no span through the pool holds nothing of it.
+      if (!recycled) release();
+      return { pieces, recycled, release };
     } catch (error) {
       release();
       throw error;
     }
   }
 
-  private async collectPieces(offset: number, length: number): Promise<ReadPiece[]> {
+  private async collectPieces(offset: number, length: number): Promise<{ pieces: ReadPiece[]; recycled: boolean }> {
     this.checkLive();
     checkRange(this, offset, length, limits.ioBytesMax);
-    if (length === 0) return [];
+    if (length === 0) return { pieces: [], recycled: false };
     const size = this.ctx.blockSize;
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);
     const sources = new Array<Buffer | null>(last - first + 1).fill(null);
     const fromBuffer = new Uint8Array(last - first + 1);
     let stored = false;
+    let recycled = false;
     for (let block = first; block <= last; block += 1) {
       const entry = this.buffered(block);
       if (entry === undefined) {
@@ -269,9 +276,9 @@ abstract class BaseHandle implements BlockDevice {
     if (stored) {
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
       for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
-      await collectFromStore(this.ctx, rows, sources);
+      recycled = await collectFromStore(this.ctx, rows, sources);
     }
-    return toPieces(sources, first, offset, length, size);
+    return { pieces: toPieces(sources, first, offset, length, size), recycled };
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {

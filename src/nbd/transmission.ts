@@ -166,7 +166,7 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
     case NBD_CMD_READ: {
       const held = await device.readHeld(request.offset, request.length);
       try {
-        return sendRead(connection, chosen, request, held.pieces, held.release);
+        return sendRead(connection, chosen, request, held.pieces, held.recycled ? held.release : null);
       } catch (error) {
         held.release();
         throw error;
@@ -211,11 +211,11 @@ function replyError(connection: Connection, chosen: ChosenExport, request: Reque
 
 /**
  * READ reply, sent from the pieces the device returned (views of its memory, no copy),
- * then `done` once the socket has taken them. Simple: header then the bytes.
+ * then `done` (if any) once the socket has taken them. Simple: header then the bytes.
  * Structured: runs of zeros the device knows of (holes, zero blocks) go as OFFSET_HOLE
  * chunks and the bytes as OFFSET_DATA, unless DF asks for one chunk.
  */
-function sendRead(connection: Connection, chosen: ChosenExport, request: Request, pieces: readonly ReadPiece[], done: () => void): void {
+function sendRead(connection: Connection, chosen: ChosenExport, request: Request, pieces: readonly ReadPiece[], done: (() => void) | null): void {
   if (!chosen.structuredReplies) return connection.sendThen(done, [encodeSimpleReply(request.cookie, 0), ...bytesOf(pieces)]);
   // A zero-length read still needs a final chunk.
   if (request.length === 0) return connection.sendThen(done, [encodeDoneChunk(request.cookie)]);
