@@ -356,7 +356,7 @@ export class PoolContext {
     // spans it read, else here. Compressed ones go to the worker as copies of their
     // records (smaller than what they decompress to): the spans stay here, not moved to
     // the worker and back (each move counts as new memory to the collector, which then
-    // runs more), and uncompressed frames are cached as views of them.
+    // runs more), and uncompressed frames are kept as views of them.
     const compressed = frames.filter((frame) => frame.job.codec !== 'none');
     for (const { job, location, hashTable, payloadCrc } of frames) {
       if (job.codec !== 'none') continue;
@@ -397,36 +397,34 @@ export class PoolContext {
 
   /** Reads the run of back-to-back frames starting at sorted[first] into result; returns where the next run starts. */
   private async readRun(sorted: readonly ChunkLocation[], first: number, result: SpanRead[]): Promise<number> {
-    {
-      let last = first;
-      while (
-        last + 1 < sorted.length &&
-        sorted[last + 1].packId === sorted[first].packId &&
-        sorted[last + 1].offset === sorted[last].offset + sorted[last].length &&
-        sorted[last + 1].offset + sorted[last + 1].length - sorted[first].offset <= limits.readSpanBytesMax
-      ) {
-        last += 1;
-      }
-      const start = sorted[first].offset;
-      const span = { packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start };
-      const frames = sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start, payloadCrc: undefined as number | undefined }));
-      if (span.length >= checkedReadBytesMin && this.chunks.readChecked) {
-        const ranges = frames.flatMap(({ location, start: at }) => [at + payloadStart(location), at + location.length]);
-        const pooled = this.spanPool.take(span.length);
-        let read;
-        try {
-          read = await this.chunks.readChecked(span, ranges, this.readOffload, pooled?.buffer);
-        } catch (error) {
-          pooled?.release();
-          throw error;
-        }
-        read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
-        result.push({ bytes: read.bytes, frames, release: pooled?.release });
-      } else {
-        result.push({ bytes: await this.chunks.read(span), frames });
-      }
-      return last + 1;
+    let last = first;
+    while (
+      last + 1 < sorted.length &&
+      sorted[last + 1].packId === sorted[first].packId &&
+      sorted[last + 1].offset === sorted[last].offset + sorted[last].length &&
+      sorted[last + 1].offset + sorted[last + 1].length - sorted[first].offset <= limits.readSpanBytesMax
+    ) {
+      last += 1;
     }
+    const start = sorted[first].offset;
+    const span = { packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start };
+    const frames = sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start, payloadCrc: undefined as number | undefined }));
+    if (span.length >= checkedReadBytesMin && this.chunks.readChecked) {
+      const ranges = frames.flatMap(({ location, start: at }) => [at + payloadStart(location), at + location.length]);
+      const pooled = this.spanPool.take(span.length);
+      let read;
+      try {
+        read = await this.chunks.readChecked(span, ranges, this.readOffload, pooled?.buffer);
+      } catch (error) {
+        pooled?.release();
+        throw error;
+      }
+      read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
+      result.push({ bytes: read.bytes, frames, release: pooled?.release });
+    } else {
+      result.push({ bytes: await this.chunks.read(span), frames });
+    }
+    return last + 1;
   }
 
   /**

@@ -6,13 +6,12 @@
  * back for reuse once nothing can see them any more.
  *
  * The read that fetched a span releases it when it has taken what it needs (views of
- * its uncompressed frames, copies of its compressed records). Views may live on until
- * the read's reply is sent, and other reads in flight may hold views too: this is
- * tracked by epochs, not per view. Each read enters at the current epoch and exits
- * when it is done with its views; a released span is retired at the current epoch
- * (which then advances) and reused only once every read that entered at or before
- * that epoch has exited. A read entering later never sees the span: only the read
- * that fetched it had it.
+ * its uncompressed frames, copies of its compressed records). The views live on until
+ * the read's reply is sent: this is tracked by epochs, not per view. Each read enters
+ * at the current epoch and exits when it is done with its views; a released span is
+ * retired at the current epoch (which then advances) and reused only once every read
+ * that entered at or before that epoch has exited. A read entering later never sees
+ * the span: only the read that fetched it had it.
  */
 /** Spans are pooled in sizes rounded up to a multiple of this (frames are up to 64 KiB of data). */
 const classBytes = 64 * 1024;

@@ -508,15 +508,7 @@ export class VolumeHandle extends BaseHandle {
       const epoch = buffer.epoch;
       const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
       const base = Buffer.alloc(this.ctx.blockSize);
-      if (rows[0]?.location) {
-        // The block may be a view of a recycled span: copied before the read exits.
-        const epoch = this.ctx.spanPool.enter();
-        try {
-          (await this.ctx.readChunk(rows[0].location)).copy(base);
-        } finally {
-          this.ctx.spanPool.exit(epoch);
-        }
-      }
+      if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
       if (buffer.lookup(block) !== undefined || epoch !== buffer.epoch) continue;
       apply(base);
       return this.setEntry(block, base);

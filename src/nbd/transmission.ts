@@ -196,7 +196,7 @@ async function execute(connection: Connection, chosen: ChosenExport, request: Re
   connection.send(encodeSimpleReply(request.cookie, 0));
 }
 
-/** CACHE: reads the range in pieces so its frames are decompressed and cached. */
+/** CACHE: reads the range in pieces so its compressed frames are decompressed and cached. */
 async function prefetch(connection: Connection, chosen: ChosenExport, request: Request): Promise<void> {
   const piece = connection.limits.nbdCachePieceBytes;
   for (let at = request.offset; at < request.offset + request.length; at += piece) {
