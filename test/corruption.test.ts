@@ -320,3 +320,67 @@ describe('reclaiming around a damaged frame', () => {
     });
   });
 });
+
+/**
+ * A long read of blocks written one at a time among others' (data written at random)
+ * finds one small frame per run in the packs; together they are read on the read worker
+ * in one go, and must be checked as strictly as frames read one by one.
+ */
+describe('a damaged frame among scattered one-block frames', () => {
+  const blocks = 32;
+  const scattered = (block: number) => Buffer.alloc(blockSize, `scattered ${block}; `);
+
+  async function buildScattered(dir: string): Promise<void> {
+    const pool = await createTestPool(dir, { blockSize, dedup: true, compression: 'none' });
+    try {
+      await pool.createVolume('victim', blocks * blockSize);
+      await pool.createVolume('other', blocks * blockSize);
+      // Each victim block lands between two blocks of the other volume in the pack.
+      for (let block = 0; block < blocks; block += 1) {
+        await pool.openVolume('victim').write(block * blockSize, scattered(block));
+        await pool.openVolume('other').write(block * blockSize, blockContent('other', block));
+        await pool.flush();
+      }
+    } finally {
+      await pool.close();
+    }
+  }
+
+  const whole = () => Buffer.concat(Array.from({ length: blocks }, (_, block) => scattered(block)));
+
+  it('reads back exactly when intact', async () => {
+    await withTempDir(async (dir) => {
+      await buildScattered(dir);
+      const { frame } = findChunk(dir, scattered(3));
+      expect(frame.hashes.length).toBe(1);
+      await withOpenPool(dir, {}, async (pool) => {
+        assertSameBytes(await pool.openVolume('victim').read(0, blocks * blockSize), whole(), 'victim');
+        assertSameBytes(await pool.openVolume('victim').read(5 * blockSize + 7, 20 * blockSize), whole().subarray(5 * blockSize + 7, 25 * blockSize + 7), 'victim, unaligned');
+      });
+    });
+  });
+
+  const damages: { what: string; damage: (frame: PackFrame) => void; codes: ErrorCode[] }[] = [
+    { what: 'a flipped payload byte', damage: (frame) => flipByte(frame.file, frame.offset + frame.headerLength + 99), codes: ['STRATA_E_CHECKSUM'] },
+    { what: 'a flipped header byte', damage: (frame) => flipByte(frame.file, frame.offset + 13), codes: ['STRATA_E_CHECKSUM'] },
+    { what: 'the pack cut inside the frame', damage: (frame) => fs.truncateSync(frame.file, frame.offset + frame.headerLength + 10), codes: ['STRATA_E_CHUNK_MISSING', 'STRATA_E_CHECKSUM'] },
+  ];
+  for (const { what, damage, codes } of damages) {
+    it(`refuses the long read and the block after ${what}, and serves every other block`, async () => {
+      await withTempDir(async (dir) => {
+        await buildScattered(dir);
+        const damaged = blocks - 1; // the last victim frame, so cutting the pack there spares the others
+        const { frame } = findChunk(dir, scattered(damaged));
+        damage(frame);
+        await withOpenPool(dir, {}, async (pool) => {
+          const victim = pool.openVolume('victim');
+          for (let attempt = 0; attempt < 2; attempt += 1) {
+            await expectStrataError(victim.read(0, blocks * blockSize), codes, `long read (attempt ${attempt + 1})`);
+          }
+          await expectStrataError(victim.read(damaged * blockSize, blockSize), codes, 'read of the damaged block');
+          assertSameBytes(await victim.read(0, damaged * blockSize), whole().subarray(0, damaged * blockSize), 'the other blocks, in one read');
+        });
+      });
+    });
+  }
+});

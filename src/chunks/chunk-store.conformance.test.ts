@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeFrame, encodeFrame, LocalPackStore, type ChunkStore } from './index.js';
+import { crc32 } from 'node:zlib';
+import { decodeFrame, encodeFrame, LocalPackStore, type ChunkStore, type SpanReader } from './index.js';
 import { nodeFileIo } from './local/file-io.js';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -121,6 +122,44 @@ describe('local packs: a failed write', () => {
 });
 
 describe('local packs: a large read', () => {
+
+  it('reads spans of several packs back to back through a span reader, each pack held open until it is done', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const store = new LocalPackStore(dir, { packBytesMax: 64 * 1024 });
+    cleanups.push(() => store.close());
+    // A reader that starts only after a pause, as a busy worker would.
+    const reader: SpanReader = {
+      async readSpans(spans, ranges) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const bytes = Buffer.alloc(spans.reduce((sum, span) => sum + span.length, 0));
+        let at = 0;
+        const gots = spans.map((span) => {
+          const got = fs.readSync(span.fd, bytes, at, span.length, span.position);
+          at += span.length;
+          return got;
+        });
+        const crcs: number[] = [];
+        for (let index = 0; index < ranges.length; index += 2) crcs.push(crc32(bytes.subarray(ranges[index], ranges[index + 1])));
+        return { bytes, gots, crcs };
+      },
+    };
+    const records = [1, 2, 3, 4].map(() => randomBytes(40 * 1024));
+    const locations = records.map((record) => store.append(record));
+    await store.sync();
+    expect(new Set(locations.map((location) => location.packId)).size).toBe(4);
+    const wanted = [locations[3], locations[0], locations[2]];
+    const ranges = [0, 100, 40 * 1024 + 5, 80 * 1024, 80 * 1024, 120 * 1024];
+    const reading = store.readChecked!(wanted, ranges, reader);
+    for (const location of wanted) store.deletePack(location.packId);
+    const read = await reading;
+    const expected = Buffer.concat([records[3], records[0], records[2]]);
+    expect(read.bytes.equals(expected)).toBe(true);
+    expect(read.crcs).toEqual([crc32(expected.subarray(0, 100)), crc32(expected.subarray(40 * 1024 + 5, 80 * 1024)), crc32(records[2])]);
+    // Gone now; and a span longer than its pack is refused.
+    await expect(store.readChecked!([locations[0]], [], reader)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
+    await expect(store.readChecked!([{ ...locations[1], length: locations[1].length + 1 }], [], reader)).rejects.toMatchObject({ code: 'STRATA_E_CHUNK_MISSING' });
+  });
   it('keeps its descriptor open until it finishes, even when the pack is deleted meanwhile', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-chunks-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -16,17 +16,33 @@ export interface CheckedBytes {
   readonly crcs: readonly number[];
 }
 
+/** Part of a file, for SpanReader. */
+export interface PackSpan {
+  readonly fd: number;
+  readonly position: number;
+  readonly length: number;
+}
+
+/** What SpanReader.readSpans gives back. */
+export interface SpansRead {
+  /** The spans' bytes back to back. */
+  readonly bytes: Buffer;
+  /** How much of each span was read, in order; a span cut short ends the list (and leaves crcs empty). */
+  readonly gots: readonly number[];
+  readonly crcs: readonly number[];
+}
+
 /**
- * Reads from a file descriptor and checksums ranges of what it read, on a thread of
- * its own (the engine's read worker), so that a large read costs the caller neither the
- * read nor the CRC-32. A failed read rejects with the system error (its `code` kept).
+ * Reads from file descriptors and checksums ranges of what it read, on a thread of its
+ * own (the engine's read worker), so that a large read costs the caller neither the
+ * reads nor the CRC-32s. A failed read rejects with the system error (its `code` kept).
  */
 export interface SpanReader {
   /**
-   * `ranges` holds [start, end) pairs into the bytes read; `got` is how many were read.
-   * The bytes land at the start of `into` when given, else in memory of their own.
+   * `ranges` holds [start, end) pairs into the bytes read (the spans back to back). The
+   * bytes land at the start of `into` when given, else in memory of their own.
    */
-  readSpan(fd: number, position: number, length: number, ranges: readonly number[], into?: SharedArrayBuffer): Promise<{ bytes: Buffer; got: number; crcs: number[] }>;
+  readSpans(spans: readonly PackSpan[], ranges: readonly number[], into?: SharedArrayBuffer): Promise<SpansRead>;
 }
 
 export interface ChunkStore {
@@ -51,11 +67,12 @@ export interface ChunkStore {
   /** Reads `length` bytes at `offset` of a pack. STRATA_E_CHUNK_MISSING if it is gone or short. */
   read(location: FrameLocation): Promise<Buffer>;
   /**
-   * As read, through `reader` (into `into` when given), also giving the CRC-32 of each
-   * [start, end) range in `ranges` (offsets into the bytes read). Stores whose data is
-   * not in local files leave it out; callers then read and check themselves.
+   * As read for each location, through `reader` (into `into` when given), their bytes
+   * back to back, also giving the CRC-32 of each [start, end) range in `ranges` (offsets
+   * into those bytes). Stores whose data is not in local files leave it out; callers
+   * then read and check themselves.
    */
-  readChecked?(location: FrameLocation, ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes>;
+  readChecked?(locations: readonly FrameLocation[], ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes>;
   /** The pack appends go to now, or null when none is open yet. */
   currentPackId(): number | null;
   /** Packs sealed since the last call (by size or by sealOpenPack), with their final sizes. */

@@ -13,7 +13,7 @@
  * compression addons relative to this module.
  */
 import { Worker } from 'node:worker_threads';
-import type { SpanReader } from '../chunks/index.js';
+import type { PackSpan, SpanReader, SpansRead } from '../chunks/index.js';
 import type { Codec } from '../common/codec-names.js';
 import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -184,28 +184,38 @@ function compressFrames(message) {
   }
   return { result: payloads, transfer };
 }
-// A span of a pack for a large read (into the shared buffer given, else into memory of
-// its own, handed over), then the CRC-32 of each [start, end) range asked for (the frame
-// payloads in it): the main thread is left to compare numbers. A failed read comes back
-// as its system error.
-function readSpan(message) {
-  const bytes = message.into ? Buffer.from(message.into, 0, message.length) : Buffer.allocUnsafeSlow(message.length);
-  let got = 0;
+// Spans of packs for a large read, back to back (into the shared buffer given, else into
+// memory of its own, handed over), then the CRC-32 of each [start, end) range asked for
+// (the frame payloads in them): the main thread is left to compare numbers. A failed
+// read comes back as its system error; a span cut short by the end of its file, as how
+// much of it was read.
+function readSpans(message) {
+  const total = message.spans.reduce((sum, span) => sum + span.length, 0);
+  const bytes = message.into ? Buffer.from(message.into, 0, total) : Buffer.allocUnsafeSlow(total);
+  const gots = [];
+  let at = 0;
   try {
-    while (got < message.length) {
-      const n = fs.readSync(message.fd, bytes, got, message.length - got, message.position + got);
-      if (n === 0) break;
-      got += n;
+    for (const span of message.spans) {
+      let got = 0;
+      while (got < span.length) {
+        const n = fs.readSync(span.fd, bytes, at + got, span.length - got, span.position + got);
+        if (n === 0) break;
+        got += n;
+      }
+      gots.push(got);
+      if (got < span.length) break;
+      at += span.length;
     }
   } catch (error) {
     return { result: { failure: { code: error.code, message: error.message } }, transfer: [] };
   }
+  if (gots.length < message.spans.length || gots[gots.length - 1] < message.spans[gots.length - 1].length) return { result: { gots, crcs: [] }, transfer: [] };
   const crcs = [];
-  for (let i = 0; i + 1 < message.ranges.length; i += 2) crcs.push(crc32(bytes.subarray(message.ranges[i], Math.min(message.ranges[i + 1], got))));
-  if (message.into) return { result: { got, crcs }, transfer: [] };
-  return { result: { bytes: bytes.buffer, got, crcs }, transfer: [bytes.buffer] };
+  for (let i = 0; i + 1 < message.ranges.length; i += 2) crcs.push(crc32(bytes.subarray(message.ranges[i], message.ranges[i + 1])));
+  if (message.into) return { result: { gots, crcs }, transfer: [] };
+  return { result: { bytes: bytes.buffer, gots, crcs }, transfer: [bytes.buffer] };
 }
-const ops = { hash: hashBlocks, decode: decodeFrames, compress: compressFrames, read: readSpan };
+const ops = { hash: hashBlocks, decode: decodeFrames, compress: compressFrames, read: readSpans };
 parentPort.on('message', (message) => {
   try {
     const op = ops[message.op];
@@ -358,11 +368,12 @@ export class CpuOffload implements SpanReader {
     return this.request<DecodedSpans>({ op: 'decode', spans: buffers, frames }, buffers);
   }
 
-  /** SpanReader: a large read and the CRC-32s of its frames' payloads, on the worker. */
-  async readSpan(fd: number, position: number, length: number, ranges: readonly number[], into?: SharedArrayBuffer): Promise<{ bytes: Buffer; got: number; crcs: number[] }> {
-    const read = await this.request<{ bytes?: ArrayBuffer; got: number; crcs: number[]; failure?: { code?: string; message: string } }>({ op: 'read', fd, position, length, ranges, into });
+  /** SpanReader: large reads and the CRC-32s of their frames' payloads, on the worker. */
+  async readSpans(spans: readonly PackSpan[], ranges: readonly number[], into?: SharedArrayBuffer): Promise<SpansRead> {
+    const read = await this.request<{ bytes?: ArrayBuffer; gots: number[]; crcs: number[]; failure?: { code?: string; message: string } }>({ op: 'read', spans, ranges, into });
     if (read.failure) throw Object.assign(new Error(read.failure.message), { code: read.failure.code });
-    return { bytes: into ? Buffer.from(into, 0, length) : Buffer.from(read.bytes as ArrayBuffer), got: read.got, crcs: read.crcs };
+    const length = spans.reduce((sum, span) => sum + span.length, 0);
+    return { bytes: into ? Buffer.from(into, 0, length) : Buffer.from(read.bytes ?? new ArrayBuffer(0)), gots: read.gots, crcs: read.crcs };
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import { crc32 } from 'node:zlib';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
-import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore } from '../chunks/index.js';
+import { decodeFrame, decodeFrameHeader, FrameCache, frameHeaderBytes, hashAt, hashBytes, type CachedFrame, type ChunkStore, type FrameLocation } from '../chunks/index.js';
 import { hashPrefix, type ChunkLocation, type MetaStore, type PoolPolicy, type SnapshotRecord, type VolumeRecord } from '../meta/index.js';
 import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
@@ -124,6 +124,50 @@ const checkedReadBytesMin = 256 * 1024;
 /** Where a frame's payload starts within its record: after the header and its hash table. */
 function payloadStart(location: ChunkLocation): number {
   return frameHeaderBytes + hashBytes * location.frameChunks;
+}
+
+/** Small runs of frames read by one call each up to this many bytes in all; from here on, gathered on the read worker. */
+const gatheredReadBytesMin = 64 * 1024;
+
+/** Frames that sit back to back in a pack, and the span they cover. */
+interface FrameRun {
+  readonly span: FrameLocation;
+  readonly frames: readonly ChunkLocation[];
+}
+
+/** Splits locations sorted by pack and offset into runs of back-to-back frames, each up to limits.readSpanBytesMax. */
+function adjacentRuns(sorted: readonly ChunkLocation[]): FrameRun[] {
+  const runs: FrameRun[] = [];
+  for (let first = 0; first < sorted.length; ) {
+    let last = first;
+    while (
+      last + 1 < sorted.length &&
+      sorted[last + 1].packId === sorted[first].packId &&
+      sorted[last + 1].offset === sorted[last].offset + sorted[last].length &&
+      sorted[last + 1].offset + sorted[last + 1].length - sorted[first].offset <= limits.readSpanBytesMax
+    ) {
+      last += 1;
+    }
+    const offset = sorted[first].offset;
+    runs.push({ span: { packId: sorted[first].packId, offset, length: sorted[last].offset + sorted[last].length - offset }, frames: sorted.slice(first, last + 1) });
+    first = last + 1;
+  }
+  return runs;
+}
+
+/** Consecutive groups of runs, each covering up to `bytesMax` (or one run, if longer). */
+function groupsOf(runs: readonly FrameRun[], bytesMax: number): FrameRun[][] {
+  const groups: FrameRun[][] = [];
+  let bytes = 0;
+  for (const run of runs) {
+    if (groups.length === 0 || bytes + run.span.length > bytesMax) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1].push(run);
+    bytes += run.span.length;
+  }
+  return groups;
 }
 
 /** A span read from a pack: its bytes and the frames in it (with the payload CRC-32 when the reader took it). */
@@ -380,14 +424,24 @@ export class PoolContext {
   /**
    * Reads frame records, one read for each run of frames that sit back to back in a pack
    * (the frames of one destage do, in block order), up to limits.readSpanBytesMax. A
-   * large span is read by the read worker, which also gives each frame's payload CRC-32,
+   * large run is read by the read worker, which also gives each frame's payload CRC-32,
    * into recycled memory when the span pool has some (the caller then releases it).
+   * Small runs are read here, one call each, unless together they are large (a long read
+   * of data written at random finds a frame or a few per run): then they go to the
+   * worker gathered, one message for all of them.
    */
   private async readAdjacent(locations: ChunkLocation[]): Promise<SpanRead[]> {
-    const sorted = locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset);
+    const runs = adjacentRuns(locations.sort((a, b) => a.packId - b.packId || a.offset - b.offset));
+    const checked = this.chunks.readChecked !== undefined;
+    const small = runs.filter((run) => run.span.length < checkedReadBytesMin);
+    const gather = checked && small.length > 1 && small.reduce((sum, run) => sum + run.span.length, 0) >= gatheredReadBytesMin;
     const result: SpanRead[] = [];
     try {
-      for (let first = 0; first < sorted.length; ) first = await this.readRun(sorted, first, result);
+      for (const run of runs) {
+        if (checked && run.span.length >= checkedReadBytesMin) result.push(await this.readRunsChecked([run]));
+        else if (!gather) result.push({ bytes: await this.chunks.read(run.span), frames: run.frames.map((location) => ({ location, start: location.offset - run.span.offset, payloadCrc: undefined })) });
+      }
+      if (gather) for (const group of groupsOf(small, limits.readSpanBytesMax)) result.push(await this.readRunsChecked(group));
     } catch (error) {
       for (const span of result) span.release?.();
       throw error;
@@ -395,36 +449,34 @@ export class PoolContext {
     return result;
   }
 
-  /** Reads the run of back-to-back frames starting at sorted[first] into result; returns where the next run starts. */
-  private async readRun(sorted: readonly ChunkLocation[], first: number, result: SpanRead[]): Promise<number> {
-    let last = first;
-    while (
-      last + 1 < sorted.length &&
-      sorted[last + 1].packId === sorted[first].packId &&
-      sorted[last + 1].offset === sorted[last].offset + sorted[last].length &&
-      sorted[last + 1].offset + sorted[last + 1].length - sorted[first].offset <= limits.readSpanBytesMax
-    ) {
-      last += 1;
-    }
-    const start = sorted[first].offset;
-    const span = { packId: sorted[first].packId, offset: start, length: sorted[last].offset + sorted[last].length - start };
-    const frames = sorted.slice(first, last + 1).map((location) => ({ location, start: location.offset - start, payloadCrc: undefined as number | undefined }));
-    if (span.length >= checkedReadBytesMin && this.chunks.readChecked) {
-      const ranges = frames.flatMap(({ location, start: at }) => [at + payloadStart(location), at + location.length]);
-      const pooled = this.spanPool.take(span.length);
-      let read;
-      try {
-        read = await this.chunks.readChecked(span, ranges, this.readOffload, pooled?.buffer);
-      } catch (error) {
-        pooled?.release();
-        throw error;
+  /** Runs read back to back on the read worker with their payloads' CRC-32s, as one span. */
+  private async readRunsChecked(runs: readonly FrameRun[]): Promise<SpanRead> {
+    const frames: SpanRead['frames'][number][] = [];
+    const ranges: number[] = [];
+    let at = 0;
+    for (const run of runs) {
+      for (const location of run.frames) {
+        const start = at + location.offset - run.span.offset;
+        frames.push({ location, start, payloadCrc: undefined });
+        ranges.push(start + payloadStart(location), start + location.length);
       }
-      read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
-      result.push({ bytes: read.bytes, frames, release: pooled?.release });
-    } else {
-      result.push({ bytes: await this.chunks.read(span), frames });
+      at += run.span.length;
     }
-    return last + 1;
+    const pooled = this.spanPool.take(at);
+    let read;
+    try {
+      read = await (this.chunks.readChecked as NonNullable<ChunkStore['readChecked']>)(
+        runs.map((run) => run.span),
+        ranges,
+        this.readOffload,
+        pooled?.buffer,
+      );
+    } catch (error) {
+      pooled?.release();
+      throw error;
+    }
+    read.crcs.forEach((crc, index) => (frames[index].payloadCrc = crc));
+    return { bytes: read.bytes, frames, release: pooled?.release };
   }
 
   /**

@@ -264,18 +264,30 @@ export class LocalPackStore implements ChunkStore {
   }
 
   /** As read, on the reader's thread, the descriptor held open meanwhile. */
-  async readChecked(location: FrameLocation, ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes> {
-    const fd = this.descriptor(location.packId);
-    this.readsInFlight.set(fd, (this.readsInFlight.get(fd) ?? 0) + 1);
+  async readChecked(locations: readonly FrameLocation[], ranges: readonly number[], reader: SpanReader, into?: SharedArrayBuffer): Promise<CheckedBytes> {
+    // Each descriptor is held open from when it is taken (opening the next may close
+    // others) until the reads are done.
+    const fds: number[] = [];
     let read;
     try {
-      read = await reader.readSpan(fd, location.offset, location.length, ranges, into);
+      for (const location of locations) {
+        const fd = this.descriptor(location.packId);
+        this.readsInFlight.set(fd, (this.readsInFlight.get(fd) ?? 0) + 1);
+        fds.push(fd);
+      }
+      read = await reader.readSpans(
+        locations.map((location, index) => ({ fd: fds[index], position: location.offset, length: location.length })),
+        ranges,
+        into,
+      );
     } catch (error) {
-      throw hostIoError(error, `reading pack ${location.packId}`);
+      if (error instanceof StrataError) throw error;
+      throw hostIoError(error, `reading pack ${[...new Set(locations.map((location) => location.packId))].join(', ')}`);
     } finally {
-      this.readDone(fd);
+      for (const fd of fds) this.readDone(fd);
     }
-    if (read.got < location.length) throw shortPack(location);
+    const short = locations.findIndex((location, index) => !(read.gots[index] >= location.length));
+    if (short >= 0) throw shortPack(locations[short]);
     return { bytes: read.bytes, crcs: read.crcs };
   }
 
