@@ -417,7 +417,8 @@ export class VolumeHandle extends BaseHandle {
       }
       this.setEntry(block, entry);
     }
-    await this.afterWrite(options);
+    const wait = this.afterWrite(options);
+    if (wait !== undefined) await wait;
   }
 
   override async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
@@ -477,9 +478,9 @@ export class VolumeHandle extends BaseHandle {
     }
   }
 
-  private async afterWrite(options: WriteOptions): Promise<void> {
-    if (options.fua) await flushPool(this.ctx);
-    else await backpressure(this.ctx);
+  /** After buffering: the flush FUA asks for, else backpressure's wait (undefined when there is none). */
+  private afterWrite(options: WriteOptions): Promise<void> | undefined {
+    return options.fua ? flushPool(this.ctx) : backpressure(this.ctx);
   }
 
   private setEntry(block: number, entry: BufferedBlock): void {

@@ -36,21 +36,27 @@ export function cancelWriteback(ctx: PoolContext): void {
   timers.delete(ctx);
 }
 
-/** Called after buffering: waits for a destage when the buffer is over its bound. */
-export async function backpressure(ctx: PoolContext): Promise<void> {
+/**
+ * Called after buffering: a wait for a destage when the buffer is over its bound, else
+ * undefined (most writes wait for nothing, and skip a promise).
+ */
+export function backpressure(ctx: PoolContext): Promise<void> | undefined {
   const bound = ctx.tuning.writeBufferBytesMax;
-  if (ctx.dirtyBytes > bound) {
-    // Wait for the destage under way (it frees the half it holds), not for a flush of
-    // everything: the writer then fills the buffer while the next destage runs.
-    if (ctx.writer.locked) await ctx.writer.run(() => Promise.resolve());
-    if (ctx.dirtyBytes > bound) return flushPool(ctx);
-  }
+  if (ctx.dirtyBytes > bound) return waitForRoom(ctx, bound);
   if (ctx.dirtyBytes > bound / 2 && !ctx.writer.locked) {
     flushPool(ctx).catch(() => {
       // The data stays buffered; the next flush reports the error to its caller.
       scheduleWriteback(ctx);
     });
-    return;
+    return undefined;
   }
   scheduleWriteback(ctx);
+  return undefined;
+}
+
+async function waitForRoom(ctx: PoolContext, bound: number): Promise<void> {
+  // Wait for the destage under way (it frees the half it holds), not for a flush of
+  // everything: the writer then fills the buffer while the next destage runs.
+  if (ctx.writer.locked) await ctx.writer.run(() => Promise.resolve());
+  if (ctx.dirtyBytes > bound) return flushPool(ctx);
 }

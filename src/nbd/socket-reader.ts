@@ -57,6 +57,20 @@ export class SocketReader {
     return this.next(length, true) as Promise<Buffer[]>;
   }
 
+  /**
+   * `length` bytes at once when that many are buffered, else null (then read or
+   * readPieces waits for them): the request loop takes what a socket read delivered
+   * without a turn of the microtask queue per request.
+   */
+  takeBuffered(length: number): Buffer | null {
+    return this.pending === null && this.buffered >= length && length > 0 ? this.take(length) : null;
+  }
+
+  /** As takeBuffered, as the pieces the socket delivered (see readPieces). */
+  takeBufferedPieces(length: number): Buffer[] | null {
+    return this.pending === null && this.buffered >= length && length > 0 ? this.takePieces(length) : null;
+  }
+
   private next(length: number, pieces: boolean): Promise<Buffer | Buffer[]> {
     if (this.pending) return Promise.reject(new Error('a read is already pending'));
     if (length === 0) return Promise.resolve(pieces ? [] : Buffer.alloc(0));

@@ -107,24 +107,26 @@ async function readRequests(connection: Connection, chosen: ChosenExport, inFlig
   for (;;) {
     while (inFlight.requests >= limits.nbdRequestsInFlightMax || inFlight.bytes >= limits.nbdBytesInFlightMax) await inFlight.changed();
     if (connection.backlogBytes > limits.nbdReplyBacklogBytesMax) await connection.waitForDrain();
-    const request = decodeRequest(await connection.reader.read(REQUEST_BYTES));
+    const reader = connection.reader;
+    const request = decodeRequest(reader.takeBuffered(REQUEST_BYTES) ?? (await reader.read(REQUEST_BYTES)));
     if (request.type === NBD_CMD_DISC) return;
     let payload: Buffer[] | null = null;
     if (request.type === NBD_CMD_WRITE) {
       if (request.length > limits.nbdPayloadBytesMax) {
-        await connection.reader.discard(request.length);
+        await reader.discard(request.length);
         replyError(connection, chosen, request, NBD_EINVAL, `write of ${request.length} bytes exceeds the maximum of ${limits.nbdPayloadBytesMax}`);
         continue;
       }
-      payload = await connection.reader.readPieces(request.length);
+      payload = reader.takeBufferedPieces(request.length) ?? (await reader.readPieces(request.length));
     }
     const cost = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE ? request.length : 0;
     inFlight.add(cost);
-    void serve(connection, chosen, request, payload).finally(() => inFlight.remove(cost));
+    void serve(connection, chosen, request, payload, inFlight, cost);
   }
 }
 
-async function serve(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer[] | null): Promise<void> {
+/** Serves one request and replies; it leaves the in-flight count however it ends. */
+async function serve(connection: Connection, chosen: ChosenExport, request: Request, payload: Buffer[] | null, inFlight: InFlight, cost: number): Promise<void> {
   try {
     const refusal = validate(connection, chosen, request);
     if (refusal) return replyError(connection, chosen, request, refusal.errno, refusal.message);
@@ -134,6 +136,8 @@ async function serve(connection: Connection, chosen: ChosenExport, request: Requ
     const message = error instanceof Error ? error.message : String(error);
     connection.log(errno === NBD_ESHUTDOWN ? 'info' : 'warn', 'request failed', { command: commandName(request.type), offset: request.offset, length: request.length, reason: message });
     replyError(connection, chosen, request, errno, message);
+  } finally {
+    inFlight.remove(cost);
   }
 }
 
