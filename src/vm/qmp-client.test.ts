@@ -48,6 +48,22 @@ async function startQemu(extra: string[] = []): Promise<{ qmp: string; agent: st
   return { qmp, agent, child };
 }
 
+/**
+ * QEMU creates its socket file a moment before it listens on it, and a connection in
+ * between is refused: retried briefly, as the VM manager does.
+ */
+async function connectQmp(qmp: string): Promise<QmpClient> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await QmpClient.connect(qmp);
+    } catch (error) {
+      if (Date.now() > deadline || !(error instanceof Error) || !error.message.includes('ECONNREFUSED')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
 function fakeServer(onConnection: (socket: net.Socket) => void): string {
   const socketPath = path.join(tempDir(), 'fake.sock');
   const server = net.createServer(onConnection);
@@ -61,7 +77,7 @@ const greeting = '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major":
 describe.runIf(hasTool('qemu-system-x86_64', 'qemu-system-x86'))('QMP client against QEMU', () => {
   it('negotiates, runs typed commands, delivers events in order and sees QEMU quit', async () => {
     const { qmp, child } = await startQemu(['-device', 'pcie-root-port,id=rp0,chassis=1']);
-    const client = await QmpClient.connect(qmp);
+    const client = await connectQmp(qmp);
     const commands = new QmpCommands(client);
     expect(await commands.queryStatus()).toMatchObject({ status: 'prelaunch', running: false });
     const events: string[] = [];
