@@ -7,6 +7,7 @@
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import { crc32 } from 'node:zlib';
+import { assert } from '../common/assert.js';
 import { isStrataError, StrataError } from '../common/errors.js';
 import { GenerationalCache } from '../common/generational-cache.js';
 import { limits } from '../common/limits.js';
@@ -462,15 +463,12 @@ export class PoolContext {
       }
       at += run.span.length;
     }
+    const store = this.chunks;
+    assert(store.readChecked !== undefined, 'checked reads asked of a store without them');
     const pooled = this.spanPool.take(at);
     let read;
     try {
-      read = await (this.chunks.readChecked as NonNullable<ChunkStore['readChecked']>)(
-        runs.map((run) => run.span),
-        ranges,
-        this.readOffload,
-        pooled?.buffer,
-      );
+      read = await store.readChecked(runs.map((run) => run.span), ranges, this.readOffload, pooled?.buffer);
     } catch (error) {
       pooled?.release();
       throw error;
