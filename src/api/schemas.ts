@@ -173,6 +173,16 @@ export const createVmBody = z.strictObject({
     .optional(),
   boot: z.strictObject({ kernel: z.string().min(1), initrd: z.string().min(1).optional(), append: z.string().max(4096).optional() }).optional(),
 });
+export const updateVmBody = z
+  .strictObject({
+    cpus: createVmBody.shape.cpus,
+    memoryBytes: z.number().int().positive().optional().describe('at most the host memory'),
+    disks: createVmBody.shape.disks.optional(),
+    nics: z.array(nic).max(8).optional(),
+    cloudInit: createVmBody.shape.cloudInit.unwrap().nullable().optional().describe('null removes the seed'),
+    boot: createVmBody.shape.boot.unwrap().nullable().optional().describe('null boots from the first disk'),
+  })
+  .refine((body) => Object.keys(body).length > 0, 'name at least one field to change');
 export const stopVmBody = z.strictObject({
   force: z.boolean().optional().describe('hard stop at once'),
   timeoutMs: z.number().int().min(0).max(3_600_000).optional().describe('ACPI power-down wait before the hard stop'),

@@ -85,6 +85,21 @@ export const vmRoutes: readonly Spec[] = [
     response: schema.vmBody,
     handler: ({ params }, services) => vms(services).get(params.vm),
   }),
+  route<ApiServices, typeof schema.vmParams._output, unknown, typeof schema.updateVmBody._output>({
+    method: 'PATCH',
+    path: `${v1}/vms/:vm`,
+    summary: 'Change a stopped VM (vCPUs, memory, disks, NICs, cloud-init, direct boot); the guest sees it at the next start',
+    tag: 'vms',
+    access: 'admin',
+    params: schema.vmParams,
+    body: schema.updateVmBody,
+    response: schema.vmBody,
+    handler: ({ params, body }, services) =>
+      vms(services).update(params.vm, {
+        ...body,
+        disks: body.disks?.map((volume) => ({ volume })),
+      }),
+  }),
   route<ApiServices, typeof schema.vmParams._output, typeof schema.deleteVmQuery._output>({
     method: 'DELETE',
     path: `${v1}/vms/:vm`,

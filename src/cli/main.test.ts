@@ -147,7 +147,7 @@ describe('strata CLI against a daemon', () => {
     expect(verify.err).toContain('--read-verify takes crc or sha256');
   });
 
-  it('defines, shows, snapshots, clones and deletes VMs, with exit codes for bad definitions', async () => {
+  it('defines, shows, changes, snapshots, clones and deletes VMs, with exit codes for bad definitions', async () => {
     expect((await strata('volume', 'create', 'vmroot', '--size', '4M')).code).toBe(0);
     expect((await strata('vm', 'create', 'db', '--disk', 'missing')).code).toBe(3);
     expect((await strata('vm', 'create', 'db', '--disk', 'vmroot', '--memory', 'lots')).code).toBe(2);
@@ -158,6 +158,14 @@ describe('strata CLI against a daemon', () => {
     expect((await json('vm', 'list'))[0]).toMatchObject({ name: 'db', state: 'stopped' });
     expect((await strata('vm', 'show', 'db')).out).toContain('2 vCPUs, 256.0 MiB');
     expect((await strata('vm', 'stop', 'db')).code).toBe(4);
+    const set = await strata('vm', 'set', 'db', '--cpus', '3', '--memory', '384M', '--nic', 'none');
+    expect(set.code, set.err).toBe(0);
+    expect(set.out).toContain('3 vCPUs, 384.0 MiB, disks vmroot, nics none');
+    expect((await strata('vm', 'set', 'db')).code).toBe(2);
+    expect((await strata('vm', 'set', 'db', '--append', 'quiet')).code).toBe(2);
+    expect((await strata('vm', 'set', 'db', '--cpus', '0')).code).toBe(2);
+    expect((await strata('vm', 'set', 'nope', '--cpus', '1')).code).toBe(3);
+    expect((await json('vm', 'show', 'db')).definition).toMatchObject({ cpus: 3, memoryBytes: 384 * 1024 * 1024, nics: [] });
     expect((await json('vm', 'snapshot', 'db@cold')).method).toBe('offline');
     expect((await strata('vm', 'clone', 'db@cold', 'db2')).code).toBe(0);
     expect((await strata('vm', 'restore', 'db@cold')).code).toBe(0);

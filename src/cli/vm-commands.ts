@@ -71,6 +71,40 @@ function createBody(name: string, options: CreateOptions): Record<string, unknow
   };
 }
 
+interface SetOptions {
+  cpus?: string;
+  memory?: string;
+  disk: string[];
+  nic: string[];
+  cloudInit?: string;
+  sshKey: string[];
+  removeCloudInit?: boolean;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  bootFromDisk?: boolean;
+}
+
+/** The PATCH body for `vm set`: only what was named changes; lists given replace whole lists. */
+function setBody(options: SetOptions): Record<string, unknown> {
+  const invalid = (message: string) => new StrataError('STRATA_E_INVALID_ARGUMENT', message);
+  if ((options.initrd || options.append) && !options.kernel) throw invalid('--initrd and --append need --kernel');
+  if (options.kernel && options.bootFromDisk) throw invalid('--kernel and --boot-from-disk contradict each other');
+  if (options.cloudInit && options.removeCloudInit) throw invalid('--cloud-init and --remove-cloud-init contradict each other');
+  if (options.sshKey.length > 0 && !options.cloudInit) throw invalid('--ssh-key needs --cloud-init');
+  const body: Record<string, unknown> = {};
+  if (options.cpus !== undefined) body.cpus = Number(options.cpus);
+  if (options.memory !== undefined) body.memoryBytes = sizeArgument(options.memory);
+  if (options.disk.length > 0) body.disks = options.disk;
+  if (options.nic.length > 0) body.nics = options.nic.includes('none') ? [] : options.nic.map(nic);
+  if (options.cloudInit) body.cloudInit = { userData: readText(options.cloudInit, 'cloud-init user-data'), sshKeys: options.sshKey.map((file) => readText(file, 'SSH key').trim()) };
+  if (options.removeCloudInit) body.cloudInit = null;
+  if (options.kernel) body.boot = { kernel: path.resolve(options.kernel), initrd: options.initrd ? path.resolve(options.initrd) : undefined, append: options.append };
+  if (options.bootFromDisk) body.boot = null;
+  if (Object.keys(body).length === 0) throw invalid('name something to change (see strata vm set --help)');
+  return body;
+}
+
 function vmText(vm: VmAnswer): string {
   const d = vm.definition;
   return [
@@ -183,6 +217,24 @@ export function vmCommands(program: Command): void {
       const ctx = context(command);
       const answer = await ctx.client.post<VmAnswer>('/api/v1/vms', createBody(name, options));
       print(ctx, answer, () => `created vm ${name}`);
+    });
+  vm.command('set <name>')
+    .description('change a stopped VM; the guest sees it at the next start (lists given replace the whole list)')
+    .option('--cpus <n>', 'vCPUs')
+    .option('--memory <size>', 'memory (512M, 2G)')
+    .option('--disk <volume>', 'the disks (repeat, in boot order; fixed while the VM has snapshots)', collect, [])
+    .option('--nic <none|user|bridge:NAME|tap:NAME>', 'the network interfaces (repeat; none for no interface)', collect, [])
+    .option('--cloud-init <file>', 'new cloud-init user-data')
+    .option('--ssh-key <file>', 'a public key for that cloud-init (repeat)', collect, [])
+    .option('--remove-cloud-init', 'detach the cloud-init seed')
+    .option('--kernel <file>', 'boot this kernel directly')
+    .option('--initrd <file>', 'initrd for --kernel')
+    .option('--append <cmdline>', 'kernel command line for --kernel')
+    .option('--boot-from-disk', 'boot from the first disk again instead of a kernel')
+    .action(async (name: string, options: SetOptions, command: Command) => {
+      const ctx = context(command);
+      const answer = await ctx.client.request<VmAnswer>('PATCH', `/api/v1/vms/${segment(name)}`, setBody(options));
+      print(ctx, answer, () => vmText(answer));
     });
   vm.command('list').action(async (_options: unknown, command: Command) => {
     const ctx = context(command);

@@ -40,6 +40,9 @@ export interface VmDefinition {
   readonly boot: DirectBoot | null;
 }
 
+/** What a definition update may change: everything but the name. */
+export type VmDefinitionChanges = Partial<Omit<VmDefinition, 'name'>>;
+
 export const vmMemoryMinBytes = 16 * MiB;
 export const vmCpusMax = 256;
 const interfaceName = /^[A-Za-z0-9_.-]{1,15}$/;

@@ -6,7 +6,7 @@
  */
 export { VmManager } from './vm-manager.js';
 export type { EventSink, VmInfo, VmManagerOptions, VmState, VmUsage } from './vm-manager.js';
-export type { VmDefinition, NicDefinition, CloudInitDefinition, DirectBoot } from './definition.js';
+export type { VmDefinition, VmDefinitionChanges, NicDefinition, CloudInitDefinition, DirectBoot } from './definition.js';
 export { vmMemoryMinBytes, vmCpusMax } from './definition.js';
 export type { VmSnapshotRecord, SnapshotMethod } from './vm-store.js';
 export type { SerialConsole } from './serial-console.js';

@@ -22,7 +22,7 @@ import { validateName } from '../common/names.js';
 import { Mutex, type PoolSet } from '../engine/index.js';
 import { chooseAccel, qemuBinary, type AccelChoice } from './accelerator.js';
 import { writeCloudInitSeed } from './cloud-init.js';
-import { checkDefinition, type VmDefinition } from './definition.js';
+import { checkDefinition, type VmDefinition, type VmDefinitionChanges } from './definition.js';
 import { GuestAgent } from './agent-client.js';
 import { QmpClient, QmpCommands, type QmpEvent } from './qmp-client.js';
 import { qemuArgs, vmPaths, type VmPaths } from './qemu-command.js';
@@ -184,6 +184,34 @@ export class VmManager {
       this.store.insert(definition, Date.now());
       this.event('info', 'vm.created', definition.name, `VM ${definition.name} created (${definition.cpus} vCPUs, ${definition.memoryBytes / 1048576} MiB, ${definition.disks.length} disks)`);
       return this.get(definition.name);
+    });
+  }
+
+  /**
+   * Changes a stopped VM's definition (what the next start gives the guest): any of
+   * vCPUs, memory, disks, NICs, cloud-init, direct boot. Checked as a new definition is;
+   * disks are fixed while the VM has snapshots (a restore rolls back the disks each
+   * snapshot recorded). Nothing changes when a check fails.
+   */
+  update(name: string, changes: VmDefinitionChanges): Promise<VmInfo> {
+    return this.lock(name).run(async () => {
+      const record = this.record(name);
+      if (this.running.has(name)) throw new StrataError('STRATA_E_VM_STATE', `VM ${name} is running; stop it before changing its definition`, { vm: name });
+      // Fields left out (or given as undefined) keep their value.
+      const given = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined)) as VmDefinitionChanges;
+      const definition = checkDefinition({ ...record.definition, ...given, name });
+      const disks = (vm: VmDefinition) => vm.disks.map((disk) => disk.volume).join('\0');
+      if (disks(definition) !== disks(record.definition)) {
+        const snapshots = this.store.snapshots(name);
+        if (snapshots.length > 0) {
+          throw new StrataError('STRATA_E_VM_STATE', `VM ${name} has snapshots (${snapshots.map((snapshot) => snapshot.name).join(', ')}); its disks can change only once they are deleted`, { vm: name });
+        }
+      }
+      this.checkDisks(definition, name);
+      this.store.setDefinition(definition);
+      const changed = Object.keys(given).filter((key) => JSON.stringify(definition[key as keyof VmDefinition]) !== JSON.stringify(record.definition[key as keyof VmDefinition]));
+      this.event('info', 'vm.updated', name, `VM ${name} changed${changed.length > 0 ? ` (${changed.join(', ')})` : ' (nothing)'}`);
+      return this.get(name);
     });
   }
 

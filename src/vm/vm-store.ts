@@ -100,6 +100,10 @@ export class VmStore {
     this.db.prepare('INSERT INTO vm (name, definition, created_ms, runtime) VALUES (?, ?, ?, NULL)').run(definition.name, JSON.stringify(definition), createdMs);
   }
 
+  setDefinition(definition: VmDefinition): void {
+    this.db.prepare('UPDATE vm SET definition = ? WHERE name = ?').run(JSON.stringify(definition), definition.name);
+  }
+
   setRuntime(name: string, runtime: VmRuntime | null): void {
     this.db.prepare('UPDATE vm SET runtime = ? WHERE name = ?').run(runtime ? JSON.stringify(runtime) : null, name);
   }

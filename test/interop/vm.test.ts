@@ -29,6 +29,8 @@ const kernel = findCloudKernel();
 const haveVmTools = haveGuestTools([['mkfs.ext4', 'e2fsprogs']]);
 
 const initScript = `${guestInitPreamble}echo "STRATA-BOOT"
+echo "STRATA-CPUS $(grep -c ^processor /proc/cpuinfo)"
+grep -q strata.edited=yes /proc/cmdline && echo "STRATA-EDITED"
 if grep -q strata.mode=cidata /proc/cmdline; then
   while [ ! -b /dev/vdb1 ]; do sleep 0.1; done
   dd if=/dev/vdb1 bs=512 count=1 2>/dev/null | grep -qi cidata && echo "STRATA-CIDATA label"
@@ -230,6 +232,45 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     expect(output).toContain('STRATA-CIDATA user-data');
     expect(output).toContain('STRATA-CIDATA meta-data');
     await daemon.vms.stop('seeded', { force: true });
+  });
+
+  it('changes a stopped VM through the API: the guest sees the new vCPUs and command line at the next start; a running VM, bad values and disks under VM snapshots are refused, nothing changed', async () => {
+    const token = fs.readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+    const patch = (name: string, body: unknown) =>
+      fetch(`http://127.0.0.1:${daemon.httpAddress!.port}/api/v1/vms/${name}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }).then(async (response) => ({ status: response.status, body: (await response.json()) as { code?: string; definition?: VmDefinition } }));
+    await pool().createVolume('edit0', 8 * MiB);
+    await pool().createVolume('edit1', 8 * MiB);
+    const original = guest('editable', ['edit0']);
+    await daemon.vms.create(original);
+    const append = `${original.boot!.append} strata.edited=yes`;
+    const changed = await patch('editable', { cpus: 2, memoryBytes: 160 * MiB, boot: { ...original.boot, append } });
+    expect(changed.status).toBe(200);
+    expect(changed.body.definition).toMatchObject({ cpus: 2, memoryBytes: 160 * MiB, disks: [{ volume: 'edit0' }], boot: { append } });
+    await daemon.vms.start('editable');
+    const output = await marker('editable', 'STRATA-READY');
+    expect(output).toContain('STRATA-CPUS 2');
+    expect(output).toContain('STRATA-EDITED');
+    // Refused while running, and for bad values or an unknown field; nothing changes.
+    expect((await patch('editable', { cpus: 1 })).body.code).toBe('STRATA_E_VM_STATE');
+    await daemon.vms.stop('editable', { force: true });
+    expect((await patch('editable', { cpus: 0 })).status).toBe(400);
+    expect((await patch('editable', { name: 'renamed' })).status).toBe(400);
+    expect((await patch('editable', {})).status).toBe(400);
+    expect((await patch('editable', { disks: ['no-such-volume'] })).body.code).toBe('STRATA_E_VOLUME_NOT_FOUND');
+    expect((await patch('editable', { disks: ['boot0'] })).body.code).toBe('STRATA_E_VOLUME_IN_USE');
+    expect((await patch('editable', { memoryBytes: Math.ceil((os.totalmem() * 2) / MiB) * MiB })).body.code).toBe('STRATA_E_INVALID_ARGUMENT');
+    expect((await patch('no-such-vm', { cpus: 1 })).body.code).toBe('STRATA_E_VM_NOT_FOUND');
+    // Disks change freely until the VM has a snapshot; then they are fixed, other fields not.
+    expect((await patch('editable', { disks: ['edit1', 'edit0'] })).body.definition?.disks).toEqual([{ volume: 'edit1' }, { volume: 'edit0' }]);
+    expect((await patch('editable', { disks: ['edit0'] })).status).toBe(200);
+    await daemon.vms.snapshot('editable', 'before');
+    expect((await patch('editable', { disks: ['edit1'] })).body.code).toBe('STRATA_E_VM_STATE');
+    expect((await patch('editable', { boot: null, cpus: 1 })).body.definition).toMatchObject({ cpus: 1, boot: null, disks: [{ volume: 'edit0' }] });
+    expect(daemon.vms.get('editable').definition).toMatchObject({ cpus: 1, memoryBytes: 160 * MiB, boot: null });
   });
 
   it('refuses bad definitions with clear errors and creates nothing', async () => {
