@@ -9,11 +9,12 @@
  * was held still for it (fsfreeze through the guest agent, pause, or offline for a
  * stopped VM). Restoring needs the VM stopped and, when newer snapshots exist, a
  * confirmation that they are destroyed; cloning makes a new VM whose disks are instant
- * clones of the snapshot's. The page refreshes on the VM's events.
+ * clones of the snapshot's. A stopped VM's vCPUs, memory and kernel command line can be
+ * changed. The page refreshes on the VM's events.
  */
 /* global history */
 import { api, url } from './api.js';
-import { formatBytes, formatTime } from './format.js';
+import { formatBytes, formatTime, parseSize, sizeInput } from './format.js';
 import { action, ask, coalesced, facts, figure, h, showError, showNotice } from './ui.js';
 import { serialPanel, vncPanel } from './vm-screens.js';
 import { accelCell, diskList, stateChip, vmButtons } from './vms.js';
@@ -63,6 +64,39 @@ function summaryOf(vm) {
     ['QEMU pid', vm.pid ?? '—'],
     ['Created', formatTime(vm.createdMs)],
   ]);
+}
+
+/**
+ * "Change" for a stopped VM: vCPUs, memory and the kernel command line of a direct boot
+ * that has one (the guest sees them at its next start; the CLI and API change the rest
+ * too).
+ */
+function changeButton(vm, done) {
+  const button = h('button', { type: 'button', 'data-test': 'vm-change', 'aria-label': `Change ${vm.name}` }, 'Change');
+  button.addEventListener('click', async () => {
+    const d = vm.definition;
+    const answer = await ask({
+      title: `Change ${vm.name}`,
+      message: 'The guest sees the change at its next start.',
+      fields: [
+        { name: 'cpus', label: 'vCPUs', value: String(d.cpus) },
+        { name: 'memory', label: 'Memory (e.g. 512M, 2G)', value: sizeInput(d.memoryBytes) },
+        ...(d.boot?.append ? [{ name: 'cmdline', label: 'Kernel command line', value: d.boot.append }] : []),
+      ],
+      confirm: 'Change',
+    });
+    if (!answer) return;
+    await action(button, `Changing VM ${vm.name}`, async () => {
+      const cpus = Number(answer.cpus);
+      if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`"${answer.cpus}" is not a number of vCPUs: give a whole number from 1`);
+      const body = { cpus, memoryBytes: parseSize(answer.memory) };
+      if (d.boot?.append) body.boot = { ...d.boot, append: answer.cmdline };
+      const changed = await api.patch(url`/api/v1/vms/${vm.name}`, body);
+      showNotice(`VM ${vm.name} changed: ${changed.definition.cpus} vCPUs, ${formatBytes(changed.definition.memoryBytes)}`);
+      done();
+    });
+  });
+  return button;
 }
 
 /** Snapshots oldest first; "newer" as the daemon counts it (time, then name). */
@@ -236,6 +270,7 @@ export function mount(root, name, initialTab) {
           if (what === 'deleted') location.hash = '#/vms';
           else void refresh();
         }),
+        ...(vm.state === 'stopped' ? [changeButton(vm, () => void refresh())] : []),
       );
       for (const panel of Object.values(panels)) panel.update(vm);
       body.hidden = false;

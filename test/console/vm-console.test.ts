@@ -7,7 +7,8 @@
  * started from the list with its accelerator shown, its boot marker seen in the
  * xterm.js serial console, a command typed into that console and its answer seen, the
  * noVNC display connected, a pause and resume, a snapshot taken and listed with its
- * method, the VM force-stopped (the screens say so), an offline snapshot, a restore
+ * method, the VM force-stopped (the screens say so), its vCPUs and memory changed (and a
+ * bad value refused), an offline snapshot, a restore
  * that destroys the newer one after a confirmation, a clone to a new VM seen in the
  * list and deleted with its volumes, the error for a duplicate VM name, a restart that
  * the console follows, and a read-only token refused the console (one alert, no retry
@@ -206,6 +207,20 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
       await byTest('serial-status', '[data-state="stopped"]').waitFor();
       // The last run's output stays in the terminal.
       await terminalText('STRATA-TYPED-42').waitFor();
+    });
+
+    await step('changed-while-stopped', async () => {
+      await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
+      const append = `${daemon!.vms.get('tiny').definition.boot!.append} quiet`;
+      await confirmDialog({ cpus: '2', memory: '192M', cmdline: append });
+      await seeNotice('VM tiny changed: 2 vCPUs, 192 MiB');
+      await byTest('vm-detail').locator('[data-test="vm-cpus"][data-value="2"]').waitFor();
+      expect(daemon!.vms.get('tiny').definition).toMatchObject({ cpus: 2, memoryBytes: 192 * MiB, boot: { append } });
+      // A bad value is refused with the reason, and nothing changes.
+      await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
+      await confirmDialog({ cpus: 'many' });
+      expect(await seeAlert('is not a number of vCPUs')).toContain('Changing VM tiny failed');
+      expect(daemon!.vms.get('tiny').definition.cpus).toBe(2);
     });
 
     await step('restored-destroying-a-newer-snapshot', async () => {
