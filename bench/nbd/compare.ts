@@ -120,10 +120,13 @@ export async function benchNbd(): Promise<void> {
   for (const target of targets().filter((t) => serverFilter === null || serverFilter.some((part) => t.name.includes(part)))) {
     await withScratch('nbd', async (dir) => {
       port += 1;
-      warmPageCache(dir, 2 * sizeBytes);
       const child = target.start(dir, port);
       try {
         await waitForPort(port, child);
+        // After the server is up, not before: this VM hands freed memory back to its host
+        // within seconds, so memory warmed before a server that takes a second or two to
+        // start (Strata's daemon) would be cold again when its first write comes.
+        warmPageCache(dir, 2 * sizeBytes);
         const uri = `nbd://127.0.0.1:${port}/${target.uri}`;
         const figures: Record<string, number> = {};
         for (const job of jobs) figures[job.key] = runFio(uri, job);
