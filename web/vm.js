@@ -14,10 +14,10 @@
  */
 /* global history */
 import { api, url } from './api.js';
-import { formatBytes, formatTime, parseSize, sizeInput } from './format.js';
+import { formatBytes, formatTime, sizeInput } from './format.js';
 import { action, ask, coalesced, facts, figure, h, showError, showNotice } from './ui.js';
 import { serialPanel, vncPanel } from './vm-screens.js';
-import { accelCell, diskList, stateChip, vmButtons } from './vms.js';
+import { accelCell, diskList, hardwareFrom, stateChip, vmButtons } from './vms.js';
 
 const tabs = [
   { key: 'console', title: 'Serial console' },
@@ -87,9 +87,7 @@ function changeButton(vm, done) {
     });
     if (!answer) return;
     await action(button, `Changing VM ${vm.name}`, async () => {
-      const cpus = Number(answer.cpus);
-      if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`"${answer.cpus}" is not a number of vCPUs: give a whole number from 1`);
-      const body = { cpus, memoryBytes: parseSize(answer.memory) };
+      const body = hardwareFrom(answer.cpus, answer.memory);
       if (d.boot?.append) body.boot = { ...d.boot, append: answer.cmdline };
       const changed = await api.patch(url`/api/v1/vms/${vm.name}`, body);
       showNotice(`VM ${vm.name} changed: ${changed.definition.cpus} vCPUs, ${formatBytes(changed.definition.memoryBytes)}`);

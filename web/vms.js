@@ -196,12 +196,18 @@ function diskPicker() {
   };
 }
 
+/** vCPUs and memory as typed (create form, change dialog); throws on what is not valid here. */
+export function hardwareFrom(cpusText, memoryText) {
+  const cpus = Number(cpusText);
+  if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`"${cpusText}" is not a number of vCPUs: give a whole number from 1`);
+  const memoryBytes = parseSize(memoryText);
+  if (memoryBytes % MiB !== 0) throw new Error(`VM memory is a whole number of MiB: "${memoryText}" is not`);
+  return { cpus, memoryBytes };
+}
+
 /** The POST /api/v1/vms body from the form's fields; throws on what is not valid here. */
 function definitionFrom(fields, disks) {
-  const cpus = Number(fields.cpus.value);
-  if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`"${fields.cpus.value}" is not a number of vCPUs: give a whole number from 1`);
-  const memoryBytes = parseSize(fields.memory.value);
-  if (memoryBytes % MiB !== 0) throw new Error(`VM memory is a whole number of MiB: "${fields.memory.value}" is not`);
+  const { cpus, memoryBytes } = hardwareFrom(fields.cpus.value, fields.memory.value);
   const body = { name: fields.name.value.trim(), cpus, memoryBytes, disks, nics: fields.network.value === 'none' ? [] : [{ mode: 'user' }] };
   const kernel = fields.kernel.value.trim();
   const initrd = fields.initrd.value.trim();
