@@ -56,7 +56,7 @@ function summaryOf(vm) {
     ['vCPUs', figure('vm-cpus', vm.definition.cpus, String(vm.definition.cpus))],
     ['Memory', figure('vm-memory', vm.definition.memoryBytes, formatBytes(vm.definition.memoryBytes))],
     ['Disks (boot order)', diskList(vm)],
-    ['Network', nics.length === 0 ? 'none' : nics.map((nic) => (nic.mode === 'user' ? 'user-mode NAT' : `${nic.mode} ${nic.bridge ?? nic.tap ?? ''}`)).join(', ')],
+    ['Network', nics.length === 0 ? 'none' : nics.map((nic) => `${nic.mode === 'user' ? 'user-mode NAT' : `${nic.mode} ${nic.bridge ?? nic.tap ?? ''}`}${nic.mac ? ` (${nic.mac})` : ''}`).join(', ')],
     ['Boot', bootText(vm.definition.boot)],
     ['Cloud-init', cloudInitText(vm.definition.cloudInit)],
     ['Accelerator', accelCell(vm)],

@@ -259,6 +259,25 @@ describe('REST API', () => {
     expect(snapshot.body).toMatchObject({ method: 'offline', disks: [{ volume: 'vmdisk', snapshot: 'cold' }] });
     const clone = await call('POST', '/api/v1/vms/web1/clones', { body: { name: 'web3', snapshot: 'cold' } });
     expect(clone.body.definition.disks).toEqual([{ volume: 'web3-disk0' }]);
+    // Every NIC has an address of its own: assigned, kept across changes, new in a clone.
+    const mac = created.body.definition.nics[0].mac as string;
+    expect(mac).toMatch(/^52:54:00(:[0-9a-f]{2}){3}$/);
+    expect(clone.body.definition.nics[0].mac).toMatch(/^52:54:00:/);
+    expect(clone.body.definition.nics[0].mac).not.toBe(mac);
+    expect((await call('PATCH', '/api/v1/vms/web1', { body: { cpus: 1 } })).body.definition.nics).toEqual([{ mode: 'user', mac }]);
+    const replaced = await call('PATCH', '/api/v1/vms/web1', { body: { nics: [{ mode: 'tap', tap: 'tap7' }, { mode: 'user', mac: '02:AA:BB:CC:DD:EE' }] } });
+    expect(replaced.body.definition.nics).toEqual([{ mode: 'tap', tap: 'tap7', mac }, { mode: 'user', mac: '02:aa:bb:cc:dd:ee' }]);
+    for (const [nics, message] of [
+      [[{ mode: 'user', mac }], `belongs to a NIC of VM web1`],
+      [[{ mode: 'user', mac: '01:00:5e:00:00:01' }], 'multicast'],
+      [[{ mode: 'user', mac: '02:00:00:00:00:01' }, { mode: 'user', mac: '02:00:00:00:00:01' }], 'cannot share'],
+    ] as const) {
+      const refused = await call('PATCH', '/api/v1/vms/web3', { body: { nics } });
+      expect(refused.body.code).toBe('STRATA_E_INVALID_ARGUMENT');
+      expect(refused.body.message).toContain(message);
+    }
+    expect((await call('PATCH', '/api/v1/vms/web3', { body: { nics: [{ mode: 'user', mac: 'zz:00:00:00:00:01' }] } })).status).toBe(400);
+    expect((await call('GET', '/api/v1/vms/web3')).body.definition.nics).toEqual(clone.body.definition.nics);
     expect((await call('GET', '/metrics')).text).toContain('strata_vm_running{vm="web1"} 0');
     expect((await call('DELETE', '/api/v1/vms/web3?withVolumes=true')).status).toBe(204);
     expect((await call('GET', '/api/v1/volumes/web3-disk0')).status).toBe(404);

@@ -151,10 +151,15 @@ export const vmParams = z.strictObject({ vm: name });
 export const vmSnapshotParams = z.strictObject({ vm: name, snapshot: name });
 export const deleteVmQuery = z.strictObject({ withVolumes: z.enum(['true', 'false']).optional() });
 
+const mac = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/)
+  .optional()
+  .describe('MAC address; assigned (52:54:00:...) when omitted, kept across changes');
 const nic = z.discriminatedUnion('mode', [
-  z.strictObject({ mode: z.literal('user') }),
-  z.strictObject({ mode: z.literal('bridge'), bridge: z.string().min(1).max(15) }),
-  z.strictObject({ mode: z.literal('tap'), tap: z.string().min(1).max(15) }),
+  z.strictObject({ mode: z.literal('user'), mac }),
+  z.strictObject({ mode: z.literal('bridge'), bridge: z.string().min(1).max(15), mac }),
+  z.strictObject({ mode: z.literal('tap'), tap: z.string().min(1).max(15), mac }),
 ]);
 
 export const createVmBody = z.strictObject({

@@ -156,7 +156,11 @@ describe('strata CLI against a daemon', () => {
     expect(created.code, created.err).toBe(0);
     expect((await strata('vm', 'create', 'db', '--disk', 'vmroot')).code).toBe(4);
     expect((await json('vm', 'list'))[0]).toMatchObject({ name: 'db', state: 'stopped' });
-    expect((await strata('vm', 'show', 'db')).out).toContain('2 vCPUs, 256.0 MiB');
+    expect((await strata('vm', 'show', 'db')).out).toMatch(/2 vCPUs, 256\.0 MiB, disks vmroot, nics user 52:54:00(:[0-9a-f]{2}){3}/);
+    expect((await strata('vm', 'set', 'db', '--nic', 'bridge:br0,speed=10')).code).toBe(2);
+    const bridged = await strata('vm', 'set', 'db', '--nic', 'user', '--nic', 'bridge:br0,mac=02:00:00:aa:bb:cc');
+    expect(bridged.code, bridged.err).toBe(0);
+    expect(bridged.out).toMatch(/nics user 52:54:00\S+, bridge br0 02:00:00:aa:bb:cc/);
     expect((await strata('vm', 'stop', 'db')).code).toBe(4);
     const set = await strata('vm', 'set', 'db', '--cpus', '3', '--memory', '384M', '--nic', 'none');
     expect(set.code, set.err).toBe(0);

@@ -15,7 +15,7 @@ import { bytes, table } from './format.js';
 interface VmAnswer {
   name: string;
   state: string;
-  definition: { cpus: number; memoryBytes: number; disks: { volume: string }[]; nics: { mode: string }[]; boot: { kernel: string } | null };
+  definition: { cpus: number; memoryBytes: number; disks: { volume: string }[]; nics: { mode: string; bridge?: string; tap?: string; mac?: string }[]; boot: { kernel: string } | null };
   pid: number | null;
   accel: { accel: string; reason: string } | null;
   snapshots: { name: string; createdMs: number; method: string; disks: { volume: string }[] }[];
@@ -27,11 +27,14 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** `user`, `bridge:NAME` or `tap:NAME`, each optionally with `,mac=ADDRESS`. */
 function nic(text: string): Record<string, string> {
-  if (text === 'user') return { mode: 'user' };
-  const [mode, name] = text.split(':');
-  if ((mode === 'bridge' || mode === 'tap') && name) return { mode, [mode]: name };
-  throw new StrataError('STRATA_E_INVALID_ARGUMENT', `--nic takes user, bridge:NAME or tap:NAME, not ${JSON.stringify(text)}`);
+  const [kind, ...options] = text.split(',');
+  const mac: Record<string, string> | null = options.length === 0 ? {} : options.length === 1 && options[0].startsWith('mac=') ? { mac: options[0].slice('mac='.length) } : null;
+  const [mode, name] = kind.split(':');
+  if (mac !== null && mode === 'user' && name === undefined) return { mode, ...mac };
+  if (mac !== null && (mode === 'bridge' || mode === 'tap') && name) return { mode, [mode]: name, ...mac };
+  throw new StrataError('STRATA_E_INVALID_ARGUMENT', `--nic takes user, bridge:NAME or tap:NAME, each with an optional ,mac=ADDRESS; not ${JSON.stringify(text)}`);
 }
 
 function readText(file: string, what: string): string {
@@ -109,7 +112,7 @@ function vmText(vm: VmAnswer): string {
   const d = vm.definition;
   return [
     `vm ${vm.name}: ${vm.state}${vm.pid ? ` (pid ${vm.pid}, ${vm.accel?.accel}: ${vm.accel?.reason})` : ''}`,
-    `  ${d.cpus} vCPUs, ${bytes(d.memoryBytes)}, disks ${d.disks.map((disk) => disk.volume).join(', ') || 'none'}, nics ${d.nics.map((n) => n.mode).join(', ') || 'none'}${d.boot ? `, kernel ${d.boot.kernel}` : ''}`,
+    `  ${d.cpus} vCPUs, ${bytes(d.memoryBytes)}, disks ${d.disks.map((disk) => disk.volume).join(', ') || 'none'}, nics ${d.nics.map((n) => [n.mode, n.bridge ?? n.tap, n.mac].filter(Boolean).join(' ')).join(', ') || 'none'}${d.boot ? `, kernel ${d.boot.kernel}` : ''}`,
     vm.snapshots.length === 0
       ? '  no snapshots'
       : table(
@@ -207,7 +210,7 @@ export function vmCommands(program: Command): void {
     .option('--cpus <n>', 'vCPUs', '1')
     .option('--memory <size>', 'memory (512M, 2G)', '512M')
     .option('--disk <volume>', 'a disk (repeat, in boot order)', collect, [])
-    .option('--nic <user|bridge:NAME|tap:NAME>', 'a network interface (repeat; default one user-mode NAT)', collect, [])
+    .option('--nic <user|bridge:NAME|tap:NAME>', 'a network interface, ,mac=ADDRESS to set its address (repeat; default one user-mode NAT)', collect, [])
     .option('--cloud-init <file>', 'cloud-init user-data (a NoCloud seed is attached)')
     .option('--ssh-key <file>', 'a public key for cloud-init (repeat)', collect, [])
     .option('--kernel <file>', 'boot this kernel directly')
@@ -223,7 +226,7 @@ export function vmCommands(program: Command): void {
     .option('--cpus <n>', 'vCPUs')
     .option('--memory <size>', 'memory (512M, 2G)')
     .option('--disk <volume>', 'the disks (repeat, in boot order; fixed while the VM has snapshots)', collect, [])
-    .option('--nic <none|user|bridge:NAME|tap:NAME>', 'the network interfaces (repeat; none for no interface)', collect, [])
+    .option('--nic <none|user|bridge:NAME|tap:NAME>', 'the network interfaces, ,mac=ADDRESS to set an address (repeat; none for no interface; each keeps the address of the NIC it replaces)', collect, [])
     .option('--cloud-init <file>', 'new cloud-init user-data')
     .option('--ssh-key <file>', 'a public key for that cloud-init (repeat)', collect, [])
     .option('--remove-cloud-init', 'detach the cloud-init seed')

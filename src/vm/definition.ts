@@ -5,16 +5,22 @@
  * volume, more memory than the host has, a duplicate name) fails with a clear error and
  * leaves nothing behind.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { StrataError } from '../common/errors.js';
 import { validateName } from '../common/names.js';
 import { MiB } from '../common/units.js';
 
-export type NicDefinition =
+/**
+ * A NIC, with its MAC address: given by the operator or assigned by the VM manager when
+ * the VM is created (a clone gets new ones), kept across definition changes.
+ */
+export type NicDefinition = (
   | { readonly mode: 'user' }
   | { readonly mode: 'bridge'; readonly bridge: string }
-  | { readonly mode: 'tap'; readonly tap: string };
+  | { readonly mode: 'tap'; readonly tap: string }
+) & { readonly mac?: string };
 
 export interface CloudInitDefinition {
   readonly userData: string;
@@ -46,6 +52,7 @@ export type VmDefinitionChanges = Partial<Omit<VmDefinition, 'name'>>;
 export const vmMemoryMinBytes = 16 * MiB;
 export const vmCpusMax = 256;
 const interfaceName = /^[A-Za-z0-9_.-]{1,15}$/;
+const macAddress = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 function invalid(message: string, details: Record<string, unknown> = {}): StrataError {
   return new StrataError('STRATA_E_INVALID_ARGUMENT', message, details);
@@ -53,6 +60,22 @@ function invalid(message: string, details: Record<string, unknown> = {}): Strata
 
 function checkFile(what: string, file: string): void {
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw invalid(`the ${what} ${file} is not a file on the daemon host`, { path: file });
+}
+
+/** A unicast MAC address in lower case, colon-separated: what QEMU is given. */
+function checkMac(mac: string): void {
+  if (!macAddress.test(mac)) throw invalid(`${JSON.stringify(mac)} is not a MAC address (six lower-case hex pairs joined by colons)`, { mac });
+  if (parseInt(mac.slice(0, 2), 16) & 1) throw invalid(`${mac} is a multicast address; a NIC needs a unicast one`, { mac });
+  if (mac === '00:00:00:00:00:00') throw invalid('00:00:00:00:00:00 is not a NIC address', { mac });
+}
+
+/** A random address under QEMU's 52:54:00 prefix (locally administered, unicast), not in `taken`. */
+export function newMac(taken: ReadonlySet<string>): string {
+  for (;;) {
+    const tail = [...randomBytes(3)].map((byte) => byte.toString(16).padStart(2, '0'));
+    const mac = `52:54:00:${tail.join(':')}`;
+    if (!taken.has(mac)) return mac;
+  }
 }
 
 /**
@@ -79,7 +102,10 @@ export function checkDefinition(definition: VmDefinition): VmDefinition {
   for (const nic of definition.nics) {
     if (nic.mode === 'bridge' && !interfaceName.test(nic.bridge)) throw invalid(`${JSON.stringify(nic.bridge)} is not a bridge name`);
     if (nic.mode === 'tap' && !interfaceName.test(nic.tap)) throw invalid(`${JSON.stringify(nic.tap)} is not a tap interface name`);
+    if (nic.mac !== undefined) checkMac(nic.mac);
   }
+  const macs = definition.nics.flatMap((nic) => (nic.mac === undefined ? [] : [nic.mac]));
+  if (new Set(macs).size !== macs.length) throw invalid('two NICs of a VM cannot share a MAC address');
   if (definition.boot) {
     checkFile('kernel', definition.boot.kernel);
     if (definition.boot.initrd) checkFile('initrd', definition.boot.initrd);

@@ -67,7 +67,7 @@ function nicArgs(definition: VmDefinition): string[] {
     const netdev =
       nic.mode === 'user' ? `user,id=net${index}` : nic.mode === 'bridge' ? `bridge,id=net${index},br=${nic.bridge}` : `tap,id=net${index},ifname=${nic.tap},script=no,downscript=no`;
     // romfile= (empty): no option ROM, so the NIC works without the iPXE ROM package.
-    return ['-netdev', netdev, '-device', `virtio-net-pci,netdev=net${index},id=nic${index},romfile=`];
+    return ['-netdev', netdev, '-device', `virtio-net-pci,netdev=net${index},id=nic${index},romfile=${nic.mac === undefined ? '' : `,mac=${nic.mac}`}`];
   });
 }
 

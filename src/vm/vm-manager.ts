@@ -22,7 +22,7 @@ import { validateName } from '../common/names.js';
 import { Mutex, type PoolSet } from '../engine/index.js';
 import { chooseAccel, qemuBinary, type AccelChoice } from './accelerator.js';
 import { writeCloudInitSeed } from './cloud-init.js';
-import { checkDefinition, type VmDefinition, type VmDefinitionChanges } from './definition.js';
+import { checkDefinition, newMac, type NicDefinition, type VmDefinition, type VmDefinitionChanges } from './definition.js';
 import { GuestAgent } from './agent-client.js';
 import { QmpClient, QmpCommands, type QmpEvent } from './qmp-client.js';
 import { qemuArgs, vmPaths, type VmPaths } from './qemu-command.js';
@@ -175,9 +175,38 @@ export class VmManager {
     }
   }
 
-  async create(definition: VmDefinition): Promise<VmInfo> {
-    checkDefinition(definition);
-    return this.lock(definition.name).run(async () => {
+  /**
+   * The definition with a MAC address on every NIC: given ones kept (in lower case), a NIC
+   * without one takes the address of the NIC at its place in `previous` (a definition
+   * change keeps the addresses), else a new one. An address another VM has is refused.
+   */
+  private withMacs(definition: VmDefinition, previous: readonly NicDefinition[]): VmDefinition {
+    const others = new Map<string, string>();
+    for (const record of this.store.list()) {
+      if (record.definition.name === definition.name) continue;
+      for (const nic of record.definition.nics) if (nic.mac !== undefined) others.set(nic.mac, record.definition.name);
+    }
+    const nics = definition.nics.map((nic, index) => ({ ...nic, mac: nic.mac?.toLowerCase() ?? previous[index]?.mac }));
+    for (const nic of nics) {
+      const owner = nic.mac === undefined ? undefined : others.get(nic.mac);
+      if (owner !== undefined) throw new StrataError('STRATA_E_INVALID_ARGUMENT', `MAC address ${nic.mac} belongs to a NIC of VM ${owner}`, { mac: nic.mac, vm: owner });
+    }
+    const taken = new Set([...others.keys(), ...nics.flatMap((nic) => (nic.mac === undefined ? [] : [nic.mac]))]);
+    return {
+      ...definition,
+      nics: nics.map((nic) => {
+        if (nic.mac !== undefined) return nic;
+        const mac = newMac(taken);
+        taken.add(mac);
+        return { ...nic, mac };
+      }),
+    };
+  }
+
+  async create(given: VmDefinition): Promise<VmInfo> {
+    checkDefinition(given);
+    return this.lock(given.name).run(async () => {
+      const definition = checkDefinition(this.withMacs(given, []));
       if (this.store.get(definition.name)) throw new StrataError('STRATA_E_VM_EXISTS', `a VM named ${JSON.stringify(definition.name)} exists`, { vm: definition.name });
       if (this.store.list().length >= limits.vmsMax) throw new StrataError('STRATA_E_INVALID_ARGUMENT', `a daemon keeps at most ${limits.vmsMax} VMs`);
       this.checkDisks(definition);
@@ -199,7 +228,7 @@ export class VmManager {
       if (this.running.has(name)) throw new StrataError('STRATA_E_VM_STATE', `VM ${name} is running; stop it before changing its definition`, { vm: name });
       // Fields left out (or given as undefined) keep their value.
       const given = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined)) as VmDefinitionChanges;
-      const definition = checkDefinition({ ...record.definition, ...given, name });
+      const definition = checkDefinition(this.withMacs({ ...record.definition, ...given, name }, record.definition.nics));
       const disks = (vm: VmDefinition) => vm.disks.map((disk) => disk.volume).join('\0');
       if (disks(definition) !== disks(record.definition)) {
         const snapshots = this.store.snapshots(name);
@@ -220,7 +249,9 @@ export class VmManager {
       const record = this.record(name);
       if (this.running.has(name)) throw new StrataError('STRATA_E_VM_STATE', `VM ${name} is already running`, { vm: name });
       this.checkDisks(record.definition, name);
-      await this.launch(record);
+      // Defined before NICs had addresses: they get theirs now, kept from then on.
+      if (record.definition.nics.some((nic) => nic.mac === undefined)) this.store.setDefinition(this.withMacs(record.definition, []));
+      await this.launch(this.record(name));
       this.event('info', 'vm.started', name, `VM ${name} started (${this.info(this.record(name)).accel?.accel})`);
       return this.get(name);
     });
@@ -520,7 +551,9 @@ export class VmManager {
         undo.push(() => this.options.pools.volumePool(volume).pool.deleteVolume(volume));
         disks.push({ volume });
       }
-      const info = await this.create({ ...record.definition, name: newName, disks });
+      // New NICs: a clone on the same network must not answer to its source's addresses.
+      const nics = record.definition.nics.map(({ mac: _mac, ...nic }) => nic);
+      const info = await this.create({ ...record.definition, name: newName, disks, nics });
       this.event('info', 'vm.cloned', newName, `VM ${newName} cloned from ${source}@${snapshotName}`);
       return info;
     });

@@ -1,7 +1,7 @@
 /*
  * A tiny Linux guest for VM tests, built from Debian packages on the host: the cloud
  * kernel (linux-image-cloud-amd64) and an initramfs holding busybox (busybox-static),
- * the virtio modules the kernel needs for a virtio-blk disk (with their dependencies,
+ * the virtio modules the kernel needs for virtio-blk disks and virtio-net NICs (with their dependencies,
  * from modules.dep), and an /init script given by the test. The cpio archive is made
  * by busybox itself.
  */
@@ -82,13 +82,13 @@ function modulesInOrder(version: string, wanted: readonly string[]): string[] {
   return order;
 }
 
-/** Builds an initramfs at `output` with busybox, virtio-blk modules and `initScript`. */
+/** Builds an initramfs at `output` with busybox, virtio-blk and virtio-net modules and `initScript`. */
 export function buildInitramfs(work: string, version: string, initScript: string, output: string): void {
   const root = path.join(work, 'initramfs-root');
   for (const dir of ['bin', 'proc', 'sys', 'dev', 'mnt', 'lib/modules']) fs.mkdirSync(path.join(root, dir), { recursive: true });
   fs.copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
   fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-  const order = modulesInOrder(version, ['virtio_pci', 'virtio_blk']);
+  const order = modulesInOrder(version, ['virtio_pci', 'virtio_blk', 'virtio_net']);
   for (const module of order) fs.copyFileSync(path.join('/lib/modules', version, module), path.join(root, 'lib/modules', path.basename(module)));
   fs.writeFileSync(path.join(root, 'modules.order'), `${order.map((module) => path.basename(module)).join('\n')}\n`);
   fs.writeFileSync(path.join(root, 'init'), initScript, { mode: 0o755 });

@@ -4,8 +4,8 @@
  * counter from its disk, prints it on the serial console, writes the next value and a
  * random block, and waits. Proves: boot to a marker; VM snapshot, restore and boot back
  * to the snapshot's state; three clones of a template booting at once and diverging;
- * guest TRIM lowering the pool's stored bytes; bad definitions refused with nothing
- * created; the daemon killed while a VM runs, restarted, reattached, and the VM stopped
+ * guest TRIM lowering the pool's stored bytes; tap and bridge NICs on a private bridge;
+ * bad definitions refused with nothing created; the daemon killed while a VM runs, restarted, reattached, and the VM stopped
  * cleanly.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -21,12 +21,14 @@ import { MiB } from '../../src/common/units.js';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/index.js';
 import type { VmDefinition } from '../../src/vm/index.js';
 import { buildInitramfs, findCloudKernel, guestInitPreamble, haveGuestTools } from '../helpers/guest-image.js';
+import { bridgeHelperAllowed, createSegment, haveSegmentSetup, segmentBridge, segmentPeer, segmentPrefix } from '../helpers/host-network.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-pool.js';
 import { runOk } from '../helpers/tools.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kernel = findCloudKernel();
 const haveVmTools = haveGuestTools([['mkfs.ext4', 'e2fsprogs']]);
+const haveSegment = haveVmTools && haveSegmentSetup();
 
 const initScript = `${guestInitPreamble}echo "STRATA-BOOT"
 echo "STRATA-CPUS $(grep -c ^processor /proc/cpuinfo)"
@@ -36,6 +38,15 @@ if grep -q strata.mode=cidata /proc/cmdline; then
   dd if=/dev/vdb1 bs=512 count=1 2>/dev/null | grep -qi cidata && echo "STRATA-CIDATA label"
   dd if=/dev/vdb bs=1M count=4 2>/dev/null | grep -q STRATA-USERDATA && echo "STRATA-CIDATA user-data"
   dd if=/dev/vdb bs=1M count=4 2>/dev/null | grep -q "local-hostname: seeded" && echo "STRATA-CIDATA meta-data"
+elif grep -q strata.mode=net /proc/cmdline; then
+  for arg in $(cat /proc/cmdline); do
+    case "$arg" in strata.ip=*) address=\${arg#strata.ip=} ;; strata.peer=*) peer=\${arg#strata.peer=} ;; esac
+  done
+  echo "STRATA-MAC $(cat /sys/class/net/eth0/address)"
+  ip link set eth0 up && ip addr add "$address" dev eth0
+  tries=0
+  until ping -c 1 -W 1 "$peer" >/dev/null 2>&1 || [ $tries -ge 30 ]; do tries=$((tries + 1)); done
+  [ $tries -lt 30 ] && echo "STRATA-PING-OK $peer" || echo "STRATA-PING-FAILED $peer"
 elif grep -q strata.mode=trim /proc/cmdline; then
   mount -t ext4 -o discard /dev/vda /mnt && rm /mnt/big.bin && sync && fstrim -v /mnt && umount /mnt && echo "STRATA-TRIMMED"
 else
@@ -221,6 +232,43 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     await pool().reclaim({ skipGrace: true, liveFractionMax: 1.01 });
     const after = (await pool().stats()).storedBytes;
     expect(after).toBeLessThan(before - 8 * MiB);
+  });
+
+  it.skipIf(!haveSegment)('puts a tap NIC and a bridge NIC on a host bridge: each guest, with the MAC address of its definition, and a peer on the bridge reach each other; a bridge the helper does not allow fails the start', async () => {
+    const segment = createSegment();
+    try {
+      const withNic = (name: string, host: number, nic: VmDefinition['nics'][number]): VmDefinition => {
+        const base = guest(name, [`${name}0`], 'net');
+        return { ...base, nics: [nic], boot: { ...base.boot!, append: `${base.boot!.append} strata.ip=${segmentPrefix}.${host}/24 strata.peer=${segmentPeer}` } };
+      };
+      const guests: [VmDefinition, string][] = [[withNic('nictap', 2, { mode: 'tap', tap: segment.newTap() }), `${segmentPrefix}.2`]];
+      if (bridgeHelperAllowed()) guests.push([withNic('nicbridge', 3, { mode: 'bridge', bridge: segmentBridge }), `${segmentPrefix}.3`]);
+      for (const [definition] of guests) {
+        await pool().createVolume(`${definition.name}0`, 4 * MiB);
+        await daemon.vms.create(definition);
+        await daemon.vms.start(definition.name);
+      }
+      const macs = new Set<string>();
+      for (const [definition, address] of guests) {
+        const output = await marker(definition.name, 'STRATA-READY');
+        expect(output).toContain(`STRATA-PING-OK ${segmentPeer}`);
+        // The guest's NIC has the address its definition was given, its own on the bridge.
+        const mac = daemon.vms.get(definition.name).definition.nics[0].mac!;
+        expect(output).toContain(`STRATA-MAC ${mac}`);
+        macs.add(mac);
+        const ping = segment.inPeer(['busybox', 'ping', '-c', '3', '-w', '15', address]);
+        expect(ping.code, `${ping.output}${segment.inPeer(['ip', 'neigh']).output}${output}`).toBe(0);
+      }
+      expect(macs.size).toBe(guests.length);
+      for (const [definition] of guests) await daemon.vms.stop(definition.name, { force: true });
+      // A bridge the helper does not allow: the start fails with QEMU's own words.
+      await pool().createVolume('nicdenied0', 4 * MiB);
+      await daemon.vms.create(withNic('nicdenied', 4, { mode: 'bridge', bridge: 'strata-denied' }));
+      await expect(daemon.vms.start('nicdenied')).rejects.toThrow(/bridge helper failed/);
+      expect(daemon.vms.get('nicdenied').state).toBe('stopped');
+    } finally {
+      segment.close();
+    }
   });
 
   it('attaches a cloud-init NoCloud seed the guest sees as a disk labelled cidata', async () => {
