@@ -2,8 +2,9 @@
  * A client of the QEMU guest agent, over the VM's virtio-serial chardev socket. The
  * protocol is QMP-like JSON lines, without greeting or ids: a command's reply is the next
  * reply line. The chardev may hold stale bytes from an earlier client, so every session
- * starts with guest-sync-delimited and a random id: the agent answers with 0xFF then the
- * id, and everything before it is discarded. No answer within the timeout means no
+ * starts with a 0xFF byte (resetting the agent's parser, which answers it with a parse
+ * error) and guest-sync-delimited with a random id: the agent answers with 0xFF then the
+ * id, and everything before it, errors included, is discarded. No answer within the timeout means no
  * agent runs in the guest (STRATA_E_GUEST_AGENT), which VM snapshots take as the cue to
  * pause instead of freezing.
  */
@@ -16,6 +17,8 @@ export class GuestAgent {
   private lines!: JsonLineSocket;
   private waiting: { resolve(value: Record<string, unknown>): void; reject(error: Error): void } | null = null;
   private closedError: StrataError | null = null;
+  /** Before the sync answer: error replies are the agent's words about stale bytes, not answers. */
+  private syncing = true;
 
   private constructor(private readonly timeoutMs: number) {}
 
@@ -30,6 +33,7 @@ export class GuestAgent {
       let answer: unknown;
       do answer = await agent.run('guest-sync-delimited', { id });
       while (answer !== id);
+      agent.syncing = false;
       return agent;
     } catch (error) {
       agent.close();
@@ -39,7 +43,7 @@ export class GuestAgent {
 
   private message(value: Record<string, unknown>): void {
     const waiting = this.waiting;
-    if (!waiting) return;
+    if (!waiting || (this.syncing && 'error' in value)) return;
     this.waiting = null;
     if ('error' in value) {
       const error = value.error as { class?: string; desc?: string };

@@ -169,13 +169,20 @@ describe('QMP client failures', () => {
 });
 
 describe('guest agent client', () => {
-  it('syncs past stale bytes, then freezes, thaws and reports refusals', async () => {
+  it('syncs past stale bytes and the parse error its reset byte draws, then freezes, thaws and reports refusals', async () => {
     let frozen = false;
     const server = fakeServer((socket) => {
       socket.write('{"return": "stale reply from an earlier client"}\n');
       let buffered = '';
       socket.on('data', (data) => {
+        // As qemu-ga does: the 0xFF that resets its parser is answered with a parse error,
+        // on its own, before the reply to what follows.
+        if (data.includes(0xff)) socket.write('{"error": {"class": "GenericError", "desc": "JSON parse error, stray \'\\uFFFD\'"}}\n');
         buffered += data.toString('latin1').replace(/\xff/g, '');
+        // The replies come in writes of their own (a virtio-serial channel does not join them).
+        setTimeout(answer, 20);
+      });
+      const answer = () => {
         let newline: number;
         while ((newline = buffered.indexOf('\n')) >= 0) {
           const request = JSON.parse(buffered.slice(0, newline)) as { execute: string; arguments?: { id: number } };
@@ -186,7 +193,7 @@ describe('guest agent client', () => {
           else if (request.execute === 'guest-fsfreeze-status') socket.write(`{"return": "${frozen ? 'frozen' : 'thawed'}"}\n`);
           else socket.write('{"return": {}}\n');
         }
-      });
+      };
     });
     const agent = await GuestAgent.connect(server);
     await agent.ping();

@@ -1,9 +1,10 @@
 /*
  * A tiny Linux guest for VM tests, built from Debian packages on the host: the cloud
  * kernel (linux-image-cloud-amd64) and an initramfs holding busybox (busybox-static),
- * the virtio modules the kernel needs for virtio-blk disks and virtio-net NICs (with their dependencies,
- * from modules.dep), and an /init script given by the test. The cpio archive is made
- * by busybox itself.
+ * the virtio modules the kernel needs for virtio-blk disks, virtio-net NICs and the
+ * guest-agent channel (with their dependencies, from modules.dep), host binaries a test
+ * asks for (with their libraries), and an /init script given by the test. The cpio
+ * archive is made by busybox itself.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -82,13 +83,30 @@ function modulesInOrder(version: string, wanted: readonly string[]): string[] {
   return order;
 }
 
-/** Builds an initramfs at `output` with busybox, virtio-blk and virtio-net modules and `initScript`. */
-export function buildInitramfs(work: string, version: string, initScript: string, output: string): void {
+/** Copies a dynamically linked host binary and the libraries ldd names into the tree at `root`, at their host paths. */
+function copyWithLibraries(root: string, binary: string): void {
+  const ldd = spawnSync('ldd', [binary], { encoding: 'utf8' });
+  if (ldd.status !== 0) throw new Error(`ldd ${binary} failed: ${ldd.stderr}`);
+  const libraries = [...ldd.stdout.matchAll(/(\/\S+) \(0x/g)].map((match) => match[1]);
+  for (const file of [binary, ...libraries]) {
+    const target = path.join(root, file);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.copyFileSync(fs.realpathSync(file), target);
+    fs.chmodSync(target, 0o755);
+  }
+}
+
+/**
+ * Builds an initramfs at `output` with busybox, the virtio-blk, virtio-net and
+ * virtio-serial modules, `initScript`, and host binaries (with their libraries) as given.
+ */
+export function buildInitramfs(work: string, version: string, initScript: string, output: string, binaries: readonly string[] = []): void {
   const root = path.join(work, 'initramfs-root');
-  for (const dir of ['bin', 'proc', 'sys', 'dev', 'mnt', 'lib/modules']) fs.mkdirSync(path.join(root, dir), { recursive: true });
+  for (const dir of ['bin', 'proc', 'sys', 'dev', 'mnt', 'tmp', 'run', 'var/run', 'lib/modules']) fs.mkdirSync(path.join(root, dir), { recursive: true });
   fs.copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
   fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-  const order = modulesInOrder(version, ['virtio_pci', 'virtio_blk', 'virtio_net']);
+  for (const binary of binaries) copyWithLibraries(root, binary);
+  const order = modulesInOrder(version, ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console']);
   for (const module of order) fs.copyFileSync(path.join('/lib/modules', version, module), path.join(root, 'lib/modules', path.basename(module)));
   fs.writeFileSync(path.join(root, 'modules.order'), `${order.map((module) => path.basename(module)).join('\n')}\n`);
   fs.writeFileSync(path.join(root, 'init'), initScript, { mode: 0o755 });
