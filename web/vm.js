@@ -17,7 +17,7 @@ import { api, url } from './api.js';
 import { formatBytes, formatTime, sizeInput } from './format.js';
 import { action, ask, coalesced, facts, figure, h, showError, showNotice } from './ui.js';
 import { serialPanel, vncPanel } from './vm-screens.js';
-import { accelCell, diskList, hardwareFrom, stateChip, vmButtons } from './vms.js';
+import { accelCell, diskList, hardwareFrom, nicsFrom, nicsText, stateChip, vmButtons } from './vms.js';
 
 const tabs = [
   { key: 'console', title: 'Serial console' },
@@ -67,9 +67,9 @@ function summaryOf(vm) {
 }
 
 /**
- * "Change" for a stopped VM: vCPUs, memory and the kernel command line of a direct boot
- * that has one (the guest sees them at its next start; the CLI and API change the rest
- * too).
+ * "Change" for a stopped VM: vCPUs, memory, network interfaces and the kernel command
+ * line of a direct boot that has one (the guest sees them at its next start; the CLI and
+ * API change disks and cloud-init too).
  */
 function changeButton(vm, done) {
   const button = h('button', { type: 'button', 'data-test': 'vm-change', 'aria-label': `Change ${vm.name}` }, 'Change');
@@ -81,6 +81,7 @@ function changeButton(vm, done) {
       fields: [
         { name: 'cpus', label: 'vCPUs', value: String(d.cpus) },
         { name: 'memory', label: 'Memory (e.g. 512M, 2G)', value: sizeInput(d.memoryBytes) },
+        { name: 'nics', label: 'Network interfaces (user, bridge:NAME, tap:NAME; or none)', value: nicsText(d.nics) },
         ...(d.boot?.append ? [{ name: 'cmdline', label: 'Kernel command line', value: d.boot.append }] : []),
       ],
       confirm: 'Change',
@@ -88,6 +89,7 @@ function changeButton(vm, done) {
     if (!answer) return;
     await action(button, `Changing VM ${vm.name}`, async () => {
       const body = hardwareFrom(answer.cpus, answer.memory);
+      if (answer.nics.trim() !== nicsText(d.nics)) body.nics = nicsFrom(answer.nics);
       if (d.boot?.append) body.boot = { ...d.boot, append: answer.cmdline };
       const changed = await api.patch(url`/api/v1/vms/${vm.name}`, body);
       showNotice(`VM ${vm.name} changed: ${changed.definition.cpus} vCPUs, ${formatBytes(changed.definition.memoryBytes)}`);

@@ -205,6 +205,24 @@ export function hardwareFrom(cpusText, memoryText) {
   return { cpus, memoryBytes };
 }
 
+/** NICs as the change dialog writes them: `none`, or `user`, `bridge:NAME`, `tap:NAME` separated by spaces. */
+export function nicsText(nics) {
+  return nics.length === 0 ? 'none' : nics.map((nic) => (nic.mode === 'user' ? 'user' : `${nic.mode}:${nic.bridge ?? nic.tap}`)).join(' ');
+}
+
+/** The NIC list of nicsText's form (the daemon keeps each place's MAC address). */
+export function nicsFrom(text) {
+  const words = text.trim().split(/\s+/).filter((word) => word.length > 0);
+  if (words.length === 1 && words[0] === 'none') return [];
+  if (words.length === 0) throw new Error('name the network interfaces, or none');
+  return words.map((word) => {
+    if (word === 'user') return { mode: 'user' };
+    const [mode, name] = word.split(':');
+    if ((mode === 'bridge' || mode === 'tap') && name) return { mode, [mode]: name };
+    throw new Error(`"${word}" is not user, bridge:NAME or tap:NAME`);
+  });
+}
+
 /** The POST /api/v1/vms body from the form's fields; throws on what is not valid here. */
 function definitionFrom(fields, disks) {
   const { cpus, memoryBytes } = hardwareFrom(fields.cpus.value, fields.memory.value);

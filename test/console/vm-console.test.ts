@@ -7,12 +7,11 @@
  * started from the list with its accelerator shown, its boot marker seen in the
  * xterm.js serial console, a command typed into that console and its answer seen, the
  * noVNC display connected, a pause and resume, a snapshot taken and listed with its
- * method, the VM force-stopped (the screens say so), its vCPUs and memory changed (and a
- * bad value refused), an offline snapshot, a restore
- * that destroys the newer one after a confirmation, a clone to a new VM seen in the
- * list and deleted with its volumes, the error for a duplicate VM name, a restart that
- * the console follows, and a read-only token refused the console (one alert, no retry
- * loop) and a change. Each step leaves a screenshot
+ * method, the VM force-stopped (the screens say so), its vCPUs, memory and NICs
+ * changed (and bad values refused), an offline snapshot, a restore that destroys the
+ * newer one after a confirmation, a clone to a new VM seen in the list and deleted with
+ * its volumes, the error for a duplicate VM name, a restart that the console follows,
+ * and a read-only token refused the console (one alert, no retry loop) and a change. Each step leaves a screenshot
  * test-artifacts/console/vm-NN-STEP.png (a failed step one named -FAILED). Waits are
  * playwright's, for elements, text and states the page shows, never pixels or sleeps.
  */
@@ -212,10 +211,18 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
     await step('changed-while-stopped', async () => {
       await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
       const append = `${daemon!.vms.get('tiny').definition.boot!.append} quiet`;
-      await confirmDialog({ cpus: '2', memory: '192M', cmdline: append });
+      await confirmDialog({ cpus: '2', memory: '192M', nics: 'user', cmdline: append });
       await seeNotice('VM tiny changed: 2 vCPUs, 192 MiB');
       await byTest('vm-detail').locator('[data-test="vm-cpus"][data-value="2"]').waitFor();
       expect(daemon!.vms.get('tiny').definition).toMatchObject({ cpus: 2, memoryBytes: 192 * MiB, boot: { append } });
+      // The new NIC got an address of its own, shown on the page.
+      const mac = daemon!.vms.get('tiny').definition.nics[0]?.mac;
+      expect(mac).toMatch(/^52:54:00(:[0-9a-f]{2}){3}$/);
+      await byTest('vm-detail').getByText(`user-mode NAT (${mac})`).waitFor();
+      await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
+      await confirmDialog({ nics: 'user wifi' });
+      expect(await seeAlert('"wifi" is not user, bridge:NAME or tap:NAME')).toContain('Changing VM tiny failed');
+      expect(daemon!.vms.get('tiny').definition.nics).toEqual([{ mode: 'user', mac }]);
       // A bad value is refused with the reason, and nothing changes.
       await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
       await confirmDialog({ cpus: 'many' });
