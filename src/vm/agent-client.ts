@@ -4,9 +4,9 @@
  * reply line. The chardev may hold stale bytes from an earlier client, so every session
  * starts with a 0xFF byte (resetting the agent's parser, which answers it with a parse
  * error) and guest-sync-delimited with a random id: the agent answers with 0xFF then the
- * id, and everything before it, errors included, is discarded. No answer within the timeout means no
- * agent runs in the guest (STRATA_E_GUEST_AGENT), which VM snapshots take as the cue to
- * pause instead of freezing.
+ * id, and everything before it, errors included, is discarded. No answer within the
+ * timeout means no agent runs in the guest (STRATA_E_GUEST_AGENT), which VM snapshots
+ * take as the cue to pause instead of freezing.
  */
 import { randomInt } from 'node:crypto';
 import { StrataError } from '../common/errors.js';
