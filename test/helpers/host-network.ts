@@ -50,6 +50,14 @@ export interface Segment {
   close(): void;
 }
 
+/** What a test run killed before its close() left: the bridge, namespaces, taps and veths by their prefixes. */
+function removeLeftovers(): void {
+  const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
+  for (const match of links.matchAll(/^\d+: (st[tv]\d+(?:-\d+)?|strata-test0)[@:]/gm)) spawnSync('ip', ['link', 'del', match[1]], { stdio: 'ignore' });
+  const namespaces = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+  for (const match of namespaces.matchAll(/^(strata-test-\d+)/gm)) spawnSync('ip', ['netns', 'del', match[1]], { stdio: 'ignore' });
+}
+
 export function createSegment(): Segment {
   const tag = String(process.pid % 100000);
   const namespace = `strata-test-${tag}`;
@@ -59,7 +67,7 @@ export function createSegment(): Segment {
     for (const name of [...taps, veth, segmentBridge]) spawnSync('ip', ['link', 'del', name], { stdio: 'ignore' });
     spawnSync('ip', ['netns', 'del', namespace], { stdio: 'ignore' });
   };
-  close();
+  removeLeftovers();
   try {
     ip('netns', 'add', namespace);
     ip('link', 'add', segmentBridge, 'type', 'bridge');
