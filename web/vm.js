@@ -67,9 +67,9 @@ function summaryOf(vm) {
 }
 
 /**
- * "Change" for a stopped VM: vCPUs, memory, network interfaces and the kernel command
- * line of a direct boot that has one (the guest sees them at its next start; the CLI and
- * API change disks and cloud-init too).
+ * "Change" for a stopped VM: vCPUs, memory, disks in boot order, network interfaces and
+ * the kernel command line of a direct boot that has one (the guest sees them at its
+ * next start; the CLI and API change cloud-init too).
  */
 function changeButton(vm, done) {
   const button = h('button', { type: 'button', 'data-test': 'vm-change', 'aria-label': `Change ${vm.name}` }, 'Change');
@@ -81,6 +81,7 @@ function changeButton(vm, done) {
       fields: [
         { name: 'cpus', label: 'vCPUs', value: String(d.cpus) },
         { name: 'memory', label: 'Memory (e.g. 512M, 2G)', value: sizeInput(d.memoryBytes) },
+        { name: 'disks', label: 'Disks: volumes in boot order, or none', value: disksText(d.disks) },
         { name: 'nics', label: 'Network interfaces (user, bridge:NAME, tap:NAME; or none)', value: nicsText(d.nics) },
         ...(d.boot?.append ? [{ name: 'cmdline', label: 'Kernel command line', value: d.boot.append }] : []),
       ],
@@ -89,7 +90,8 @@ function changeButton(vm, done) {
     if (!answer) return;
     await action(button, `Changing VM ${vm.name}`, async () => {
       const body = hardwareFrom(answer.cpus, answer.memory);
-      if (answer.nics.trim() !== nicsText(d.nics)) body.nics = nicsFrom(answer.nics);
+      if (answer.disks !== disksText(d.disks)) body.disks = answer.disks === 'none' ? [] : answer.disks.split(/\s+/);
+      if (answer.nics !== nicsText(d.nics)) body.nics = nicsFrom(answer.nics);
       if (d.boot?.append) body.boot = { ...d.boot, append: answer.cmdline };
       const changed = await api.patch(url`/api/v1/vms/${vm.name}`, body);
       showNotice(`VM ${vm.name} changed: ${changed.definition.cpus} vCPUs, ${formatBytes(changed.definition.memoryBytes)}`);
@@ -97,6 +99,10 @@ function changeButton(vm, done) {
     });
   });
   return button;
+}
+
+function disksText(disks) {
+  return disks.length === 0 ? 'none' : disks.map((disk) => disk.volume).join(' ');
 }
 
 /** Snapshots oldest first; "newer" as the daemon counts it (time, then name). */

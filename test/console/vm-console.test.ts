@@ -8,7 +8,7 @@
  * xterm.js serial console, a command typed into that console and its answer seen, the
  * noVNC display connected, a pause and resume, a snapshot taken and listed with its
  * method, the VM force-stopped (the screens say so), its vCPUs, memory and NICs
- * changed (and bad values refused), an offline snapshot, a restore that destroys the
+ * changed (and bad values and a disk change under VM snapshots refused), an offline snapshot, a restore that destroys the
  * newer one after a confirmation, a clone to a new VM seen in the list and deleted with
  * its volumes, the error for a duplicate VM name, a restart that the console follows,
  * and a read-only token refused the console (one alert, no retry loop) and a change. Each step leaves a screenshot
@@ -223,6 +223,12 @@ describe.runIf(haveGuest)('web console VM pages in chromium, with a real QEMU gu
       await confirmDialog({ nics: 'user wifi' });
       expect(await seeAlert('"wifi" is not user, bridge:NAME or tap:NAME')).toContain('Changing VM tiny failed');
       expect(daemon!.vms.get('tiny').definition.nics).toEqual([{ mode: 'user', mac }]);
+      // Its disks are fixed while it has VM snapshots: the daemon's reason is shown.
+      const disks = daemon!.vms.get('tiny').definition.disks;
+      await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
+      await confirmDialog({ disks: [...disks].reverse().map((disk) => disk.volume).join(' ') });
+      expect(await seeAlert('its disks can change only once they are deleted')).toContain('Changing VM tiny failed');
+      expect(daemon!.vms.get('tiny').definition.disks).toEqual(disks);
       // A bad value is refused with the reason, and nothing changes.
       await byTest('vm-buttons').locator('[data-test="vm-change"]').click();
       await confirmDialog({ cpus: 'many' });
