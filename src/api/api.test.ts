@@ -138,6 +138,8 @@ describe('REST API', () => {
     await device.write(0, Buffer.alloc(MiB, 7), { fua: true });
     expect((await call('POST', '/api/v1/volumes/disk0/snapshots', { body: { name: 'base' } })).status).toBe(201);
     await device.write(0, Buffer.alloc(MiB, 9), { fua: true });
+    // Accounting follows destage (the writeback timer's, here the pool's flush).
+    await daemon.pools.get('default').flush();
     const detail = (await call('GET', '/api/v1/volumes/disk0')).body;
     expect(detail.mappedBytes).toBe(MiB);
     expect(detail.snapshotList[0]).toMatchObject({ name: 'base', sizeBytes: 16 * MiB });

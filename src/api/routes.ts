@@ -177,6 +177,8 @@ async function importImage(services: ApiServices, body: typeof schema.importVolu
       });
       doneBytes += source.virtualSizeBytes;
     }
+    // An import ends with its data destaged: stored, deduplicated and accounted for.
+    for (const name of created) await services.pools.volumePool(name).pool.flush();
   } catch (error) {
     for (const name of created) await services.pools.volumePool(name).pool.deleteVolume(name).catch(() => undefined);
     throw error;

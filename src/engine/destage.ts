@@ -26,6 +26,7 @@ import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type 
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
+import { LogRecord } from './write-log.js';
 
 interface PendingChunk {
   readonly id: number;
@@ -58,7 +59,7 @@ interface DataBlock {
   /** Its index in item.blocks. */
   readonly index: number;
   readonly block: number;
-  readonly entry: Buffer;
+  readonly entry: Buffer | LogRecord;
 }
 
 /** A hash met in this destage, and the chunk holding it (-1 while it is being looked up). */
@@ -117,11 +118,15 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
     volume.buffer.dirty = new Map();
     frozen.push(volume);
   }
-  if (frozen.length === 0) return;
+  if (frozen.length === 0) return emptyLog(ctx);
+  // Every log record below this seq is in the frozen maps (records are applied in seq
+  // order); the commit says so, and segments wholly below it can then go.
+  const appliedSeq = ctx.log.appliedSeq;
+  ctx.log.rotate();
   const packStarts = new Map<number, number>();
   const appending: Promise<AppendedFrame[]>[] = [];
   try {
-    await destageFrozen(ctx, frozen, packStarts, appending);
+    await destageFrozen(ctx, frozen, packStarts, appending, appliedSeq);
   } catch (error) {
     // No append may land after the packs are cut back.
     await Promise.allSettled(appending);
@@ -135,7 +140,34 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
     volume.buffer.epoch += 1;
   }
   ctx.counters.destages += 1;
+  ctx.log.release(appliedSeq);
 }
+
+/**
+ * With nothing buffered, the log holds only records that were destaged or thrown away
+ * (a rolled-back or deleted volume's): marks them applied and deletes their segments.
+ */
+async function emptyLog(ctx: PoolContext): Promise<void> {
+  const seq = ctx.log.appliedSeq;
+  if (!ctx.log.holdsBelow(seq)) return;
+  ctx.log.rotate();
+  await ctx.meta.commit({ poolValues: logAppliedValues(ctx, seq) });
+  ctx.log.release(seq);
+}
+
+/** The pool values a commit that makes log records below `seq` applied carries: the new mark, and floors it makes moot. */
+export function logAppliedValues(ctx: PoolContext, seq: number): { key: string; value: string | null }[] {
+  const values: { key: string; value: string | null }[] = [{ key: logAppliedKey, value: String(seq) }];
+  for (const [volumeId, floor] of ctx.logFloors) {
+    if (floor > seq) continue;
+    values.push({ key: logFloorKey(volumeId), value: null });
+    ctx.logFloors.delete(volumeId);
+  }
+  return values;
+}
+
+export const logAppliedKey = 'log:applied';
+export const logFloorKey = (volumeId: number) => `logfloor:${volumeId}`;
 
 async function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
   for (const volume of frozen) {
@@ -165,7 +197,7 @@ export async function cutBack(ctx: PoolContext, packStarts: Map<number, number>)
 }
 
 /** `appending` gets the destage's pack appends, for a caller cutting the packs back after a failure to wait for. */
-async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>, appending: Promise<AppendedFrame[]>[]): Promise<void> {
+async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>, appending: Promise<AppendedFrame[]>[], appliedSeq: number): Promise<void> {
   const work: VolumeWork[] = [];
   const data: DataBlock[] = [];
   for (const volume of frozen) {
@@ -192,10 +224,14 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   const regions = Math.min(limits.destageSlabSlices, slices.length);
   ctx.offload.reserve(regions * sliceBlocks, ctx.blockSize);
   const regionStart = (index: number) => (index % regions) * sliceBlocks;
+  // The bytes of each data block while its slice is worked on: read from the write log
+  // (runs of one record at once) just before the slice is hashed, dropped once its
+  // frames are appended.
+  const bytes = new Array<Buffer | null>(data.length).fill(null);
   const hashSlice = (index: number): Promise<HashResult> => {
     const slice = slices[index];
-    const blocks = new Array<Buffer>(slice.count);
-    for (let at = 0; at < slice.count; at += 1) blocks[at] = data[slice.first + at].entry;
+    materialize(ctx, data, bytes, slice.first, slice.count);
+    const blocks = bytes.slice(slice.first, slice.first + slice.count) as Buffer[];
     ctx.offload.load(blocks, ctx.blockSize, regionStart(index));
     return ctx.offload.hash(regionStart(index), slice.count, ctx.blockSize);
   };
@@ -228,7 +264,15 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
     );
     // In slice order, so the pack holds the blocks in order (sequential reads read it sequentially).
     const previous = appending[index - 1] ?? Promise.resolve([]);
-    appending.push(settled(Promise.all([compressed, previous]).then(([payloads]) => appendFrames(ctx, frames, payloads, data, packStarts, packEnds))));
+    appending.push(
+      settled(
+        Promise.all([compressed, previous]).then(([payloads]) => {
+          const appended = appendFrames(ctx, frames, payloads, bytes, packStarts, packEnds);
+          bytes.fill(null, slice.first, slice.first + slice.count);
+          return appended;
+        }),
+      ),
+    );
     if (index + regions < slices.length) hashing.push(settled(compressed.then(() => hashSlice(index + regions))));
   }
   const changes: MetaChanges = { frames: [], chunks: [], extentWrites: [], extentDeletes: [], refDeltas: new Map(), packs: [] };
@@ -239,7 +283,7 @@ async function destageFrozen(ctx: PoolContext, frozen: VolumeState[], packStarts
   recordPacks(ctx, packEnds, changes);
   if (packStarts.size > 0) await ctx.chunks.sync();
   const healed = (changes.chunkMoves ?? []).map((move) => move.chunkId);
-  if (healed.length > 0) changes.poolValues = healed.map((id) => ({ key: damagedKey(id), value: null }));
+  changes.poolValues = [...healed.map((id) => ({ key: damagedKey(id), value: null })), ...logAppliedValues(ctx, appliedSeq)];
   const epochs = work.map((item) => ctx.meta.extentEpoch(item.volume.id));
   await ctx.meta.commit(changes);
   for (const id of healed) ctx.suspectChunks.delete(id);
@@ -256,6 +300,24 @@ function carryMappedCount(ctx: PoolContext, item: VolumeWork, epochBefore: numbe
   if (mapped === null || item.volume.record.parentId !== null) return;
   if (mapped.epoch !== epochBefore || mapped.gen !== item.volume.record.headGen) return;
   item.volume.mapped = { ...mapped, epoch: ctx.meta.extentEpoch(item.volume.id), blocks: mapped.blocks + item.mappedDelta };
+}
+
+/** Fills bytes[first, first + count) for the data blocks there: buffers as they are, log blocks read back in runs. */
+function materialize(ctx: PoolContext, data: readonly DataBlock[], bytes: (Buffer | null)[], first: number, count: number): void {
+  const size = ctx.blockSize;
+  for (let at = first; at < first + count; ) {
+    const entry = data[at].entry;
+    if (!(entry instanceof LogRecord)) {
+      bytes[at] = entry;
+      at += 1;
+      continue;
+    }
+    let run = 1;
+    while (at + run < first + count && data[at + run].entry === entry && data[at + run].block === data[at].block + run && data[at + run].item === data[at].item) run += 1;
+    const read = ctx.log.readBlocks(entry, data[at].block - entry.firstBlock, run);
+    for (let index = 0; index < run; index += 1) bytes[at + index] = read.subarray(index * size, (index + 1) * size);
+    at += run;
+  }
 }
 
 function holdsData(chunk: ChunkRef | undefined): boolean {
@@ -399,7 +461,7 @@ function appendFrames(
   ctx: PoolContext,
   frames: PendingChunk[][],
   payloads: (CompressedFrame | null)[],
-  data: readonly DataBlock[],
+  bytes: readonly (Buffer | null)[],
   packStarts: Map<number, number>,
   packEnds: Map<number, number>,
 ): AppendedFrame[] {
@@ -407,7 +469,7 @@ function appendFrames(
   const records = frames.map((group, index) => {
     const packed = payloads[index]?.payload ?? null;
     const compressed = packed === null ? null : Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
-    const blocks = group.map((chunk) => data[chunk.slot].entry);
+    const blocks = group.map((chunk) => bytes[chunk.slot] as Buffer);
     return framePieces(ctx.policy.compression, ctx.blockSize, blocks, compressed, tables[index], payloads[index]?.crc);
   });
   const locations = ctx.chunks.appendMany(records);

@@ -1,8 +1,9 @@
 /*
- * A full file system: writes that cannot be destaged fail with STRATA_E_NO_SPACE at
- * flush, stay buffered and readable, and everything acknowledged before stays intact.
- * Once per run with an injected fault in the pack store's file operations, and once on
- * a real, tiny tmpfs (needs root and mount; skipped loudly otherwise).
+ * A full file system: a write that cannot be appended to the write log fails with
+ * STRATA_E_NO_SPACE; logged writes that cannot be destaged stay in the log, readable,
+ * and come back at the next open; everything acknowledged stays intact. With injected
+ * faults in the pool's file operations (all of them, or the packs' only), and once on a
+ * real, tiny tmpfs (needs root and mount; skipped loudly otherwise).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -38,7 +39,7 @@ function noise(length: number, seed: number): Buffer {
 }
 
 describe('a full file system', () => {
-  it('fails the flush with STRATA_E_NO_SPACE, keeps the data buffered, and succeeds once space returns', async () => {
+  it('fails a write that cannot be logged with STRATA_E_NO_SPACE, keeps what was acknowledged, and succeeds once space returns', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nospace-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     let full = false;
@@ -56,15 +57,18 @@ describe('a full file system', () => {
       const first = noise(MiB, 1);
       await disk.write(0, first, { fua: true });
       full = true;
+      await expect(disk.write(MiB, noise(MiB, 2))).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await expect(disk.write(2 * MiB, noise(4 * KiB, 3), { fua: true })).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await expect(pool.flush()).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await disk.flush();
+      expect((await disk.read(0, MiB)).equals(first)).toBe(true);
+      expect((await disk.read(MiB, MiB)).every((byte) => byte === 0)).toBe(true);
+      full = false;
       const second = noise(MiB, 2);
       await disk.write(MiB, second);
-      await expect(disk.flush()).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
-      await expect(disk.write(2 * MiB, noise(4 * KiB, 3), { fua: true })).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
-      expect((await disk.read(0, MiB)).equals(first)).toBe(true);
-      expect((await disk.read(MiB, MiB)).equals(second)).toBe(true);
-      full = false;
-      await disk.flush();
+      await pool.flush();
       expect((await pool.stats()).dirtyBytes).toBe(0);
+      expect((await disk.read(MiB, MiB)).equals(second)).toBe(true);
       expect((await pool.check({ deep: true })).issues).toEqual([]);
     } finally {
       await pool.close();
@@ -76,6 +80,56 @@ describe('a full file system', () => {
       expect((await disk.read(MiB, MiB)).equals(noise(MiB, 2))).toBe(true);
     } finally {
       await again.close();
+    }
+  });
+
+  it('keeps logged writes readable and durable when destage cannot append to the packs', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nospace-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    let packsFull = false;
+    const packFds = new Set<number>();
+    const io: FileIo = {
+      ...nodeFileIo,
+      openSync: (file, flags) => {
+        const fd = nodeFileIo.openSync(file, flags);
+        if (file.includes(`${path.sep}packs${path.sep}`)) packFds.add(fd);
+        else packFds.delete(fd);
+        return fd;
+      },
+      writev: (fd, ...rest) => {
+        if (packsFull && packFds.has(fd)) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+        return nodeFileIo.writev(fd, ...rest);
+      },
+    };
+    const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, io });
+    const first = noise(MiB, 4);
+    try {
+      await pool.createVolume('v', 4 * MiB);
+      const disk = pool.openVolume('v');
+      packsFull = true;
+      await disk.write(0, first, { fua: true });
+      await expect(pool.flush()).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      expect((await disk.read(0, MiB)).equals(first)).toBe(true);
+      expect((await pool.stats()).dirtyBytes).toBeGreaterThan(0);
+    } finally {
+      await pool.close().catch(() => undefined);
+    }
+    // The close could not destage either: the log still holds the write, and the next open replays it.
+    const again = await Pool.open(dir, { tuning: quiet });
+    try {
+      expect((await again.openVolume('v').read(0, MiB)).equals(first)).toBe(true);
+      await again.flush();
+      expect((await again.stats()).dirtyBytes).toBe(0);
+      expect((await again.check({ deep: true })).issues).toEqual([]);
+    } finally {
+      await again.close();
+    }
+    const third = await Pool.open(dir, { tuning: quiet });
+    try {
+      expect((await third.openVolume('v').read(0, MiB)).equals(first)).toBe(true);
+      expect(fs.readdirSync(path.join(dir, 'log'))).toEqual([]);
+    } finally {
+      await third.close();
     }
   });
 

@@ -17,7 +17,8 @@ import { zstdLevel } from '../chunks/index.js';
 import { CpuOffload, type FrameToDecode } from './cpu-offload.js';
 import { Mutex } from './mutex.js';
 import { SpanPool } from './span-pool.js';
-import { WriteBuffer } from './write-buffer.js';
+import { entryBytes, WriteBuffer, type BufferedBlock } from './write-buffer.js';
+import { LogKind, type LogRecord, type WriteLog } from './write-log.js';
 
 export interface PoolTuning {
   readonly frameRawBytesMax: number;
@@ -210,6 +211,16 @@ export class PoolContext {
   /** Frame header hash tables (to confirm dedup candidates and check blocks read alone), by frame id. */
   private readonly frameHashes = new GenerationalCache<number, Buffer>(limits.frameHeaderCacheEntries);
   dirtyBytes = 0;
+  /** When a volume of the pool last served a read or a write (the writeback timer waits for a pause). */
+  lastIoMs = 0;
+  /** The write log (set when the pool opens, after recovery). */
+  log!: WriteLog;
+  /**
+   * Per volume, the first log seq that still applies to it: a rollback or deletion
+   * throws away the volume's buffered writes, and records below the floor (in flight or
+   * in the log) must not come back (`logfloor:<id>` pool values, committed with it).
+   */
+  readonly logFloors = new Map<number, number>();
   nextFrameId = 1;
   nextChunkId = 1;
   closed = false;
@@ -228,6 +239,20 @@ export class PoolContext {
 
   get blockSize(): number {
     return this.policy.blockSize;
+  }
+
+  /** Puts a written (or replayed) log record into its volume's write-back buffer. */
+  applyLogRecord(record: LogRecord): void {
+    const volume = this.volumes.get(record.volumeId);
+    if (volume === undefined || record.seq < (this.logFloors.get(record.volumeId) ?? 0)) return;
+    const dirty = volume.buffer.dirty;
+    const entry: BufferedBlock = record.kind === LogKind.Data ? record : record.kind === LogKind.Zero ? 'zero' : 'hole';
+    const bytes = entryBytes(entry);
+    for (let block = record.firstBlock; block < record.firstBlock + record.count; block += 1) {
+      const old = dirty.get(block);
+      this.dirtyBytes += bytes - (old === undefined ? 0 : entryBytes(old));
+      dirty.set(block, entry);
+    }
   }
 
   assertOpen(): void {

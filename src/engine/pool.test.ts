@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { limits } from '../common/limits.js';
+import { nodeFileIo, type FileIo } from '../chunks/index.js';
 import { Pool, type PoolPolicyOptions } from './index.js';
 
 const KiB = 1024;
@@ -23,6 +24,23 @@ async function newPool(policy: PoolPolicyOptions = {}): Promise<Pool> {
   const pool = await Pool.create(dir, policy, quiet);
   pools.push(pool);
   return pool;
+}
+
+/** A pool whose file operations count fsync calls. */
+async function poolCountingSyncs(): Promise<{ pool: Pool; syncs: { count: number } }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
+  dirs.push(dir);
+  const syncs = { count: 0 };
+  const io: FileIo = {
+    ...nodeFileIo,
+    fsync: (fd) => {
+      syncs.count += 1;
+      return nodeFileIo.fsync(fd);
+    },
+  };
+  const pool = await Pool.create(dir, {}, { ...quiet, io });
+  pools.push(pool);
+  return { pool, syncs };
 }
 
 async function reopen(pool: Pool): Promise<Pool> {
@@ -249,13 +267,13 @@ describe('block device', () => {
     const disk = pool.openVolume('v');
     await disk.write(0, Buffer.alloc(MiB));
     await disk.writeZeroes(MiB, MiB);
-    await disk.flush();
+    await pool.flush();
     expect((await pool.stats()).uniqueBytes).toBe(0);
     await disk.write(2 * MiB, randomBytes(MiB, 5));
-    await disk.flush();
+    await pool.flush();
     expect((await pool.stats()).uniqueBytes).toBe(MiB);
     await disk.trim(2 * MiB, MiB);
-    await disk.flush();
+    await pool.flush();
     const stats = await pool.stats();
     expect(stats.uniqueBytes).toBe(0);
     expect(stats.mappedBytes).toBe(0);
@@ -306,22 +324,31 @@ describe('block device', () => {
     expect(data.equals(expected)).toBe(true);
   });
 
-  it('makes a FUA write durable on its own', async () => {
-    const pool = await newPool();
+  it('makes a FUA write durable on its own: the write log is synced before it resolves', async () => {
+    const { pool, syncs } = await poolCountingSyncs();
     await pool.createVolume('v', 64 * KiB);
+    const before = syncs.count;
     await pool.openVolume('v').write(100, Buffer.from('durable'), { fua: true });
+    expect(syncs.count).toBeGreaterThan(before);
+    expect((await pool.stats()).dirtyBytes).toBeGreaterThan(0);
+    await pool.flush();
     expect((await pool.stats()).dirtyBytes).toBe(0);
   });
 
   it('shares one buffer between handles, so a flush on one covers writes on another', async () => {
-    const pool = await newPool();
+    const { pool, syncs } = await poolCountingSyncs();
     await pool.createVolume('v', 64 * KiB);
     const first = pool.openVolume('v');
     const second = pool.openVolume('v');
     await first.write(0, Buffer.from('from the first handle'));
     expect((await second.read(0, 21)).toString()).toBe('from the first handle');
+    const before = syncs.count;
     await second.flush();
-    expect((await pool.stats()).dirtyBytes).toBe(0);
+    expect(syncs.count).toBeGreaterThan(before);
+    // Nothing is left for a second flush to do.
+    const after = syncs.count;
+    await first.flush();
+    expect(syncs.count).toBe(after);
   });
 });
 
@@ -357,7 +384,7 @@ describe('snapshots', () => {
     await disk.write(0, randomBytes(256 * KiB, 2));
     await pool.createSnapshot('v', 'b');
     await disk.write(0, randomBytes(128 * KiB, 3));
-    await disk.flush();
+    await pool.flush();
     const stats = await pool.volumeStats('v');
     const reclaimable = Object.fromEntries(stats.snapshots.map((s) => [s.name, s.reclaimableBytes]));
     expect(reclaimable.a).toBeGreaterThanOrEqual(256 * KiB);
@@ -408,7 +435,7 @@ describe('snapshots', () => {
     await pool.createVolume('v', 64 * MiB);
     const disk = pool.openVolume('v');
     await disk.write(0, randomBytes(8 * MiB, 3));
-    await disk.flush();
+    await pool.flush();
     const before = await pool.stats();
     await pool.createSnapshot('v', 's');
     const after = await pool.stats();
@@ -601,11 +628,11 @@ describe('space reclaim', () => {
     await pool.createVolume('v', 16 * MiB);
     const disk = pool.openVolume('v');
     await disk.write(0, randomBytes(8 * MiB, 1));
-    await disk.flush();
+    await pool.flush();
     const packBytes = () => fs.readdirSync(path.join(dir, 'packs')).reduce((sum, f) => sum + fs.statSync(path.join(dir, 'packs', f)).size, 0);
     expect(packBytes()).toBeGreaterThan(8 * MiB);
     await disk.trim(0, 6 * MiB);
-    await disk.flush();
+    await pool.flush();
     const progress: number[] = [];
     const report = await pool.reclaim({ skipGrace: true, onProgress: (p) => progress.push(p.doneBytes) });
     expect(report.packsDeleted).toBeGreaterThan(0);
@@ -622,6 +649,7 @@ describe('space reclaim', () => {
     pools.push(pool);
     await pool.createVolume('v', 4 * MiB);
     await pool.openVolume('v').write(0, randomBytes(3 * MiB, 1), { fua: true });
+    await pool.flush();
     await pool.openVolume('v').trim(0, 2 * MiB);
     const report = await pool.reclaim();
     expect(report.packsCompacted).toBeGreaterThan(0);

@@ -19,17 +19,18 @@ import { isStrataError, StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { validateName } from '../common/names.js';
 import { isPowerOfTwo } from '../common/units.js';
-import { LocalPackStore, type FileIo } from '../chunks/index.js';
+import { LocalPackStore, nodeFileIo, type FileIo } from '../chunks/index.js';
 import { SqliteMetaStore, type MetaChanges, type PoolPolicy, type SnapshotRecord } from '../meta/index.js';
 import type { BlockDevice } from './block-device.js';
 import { checkPool, type CheckOptions, type CheckReport } from './check.js';
-import { destageAll, recordPacks } from './destage.js';
+import { destageAll, logAppliedKey, recordPacks } from './destage.js';
+import { WriteLog } from './write-log.js';
 import { PoolLock } from './pool-lock.js';
 import { defaultTuning, PoolContext, VolumeState, type PoolTuning } from './pool-context.js';
 import { reclaim, type ReclaimOptions, type ReclaimReport } from './reclaim.js';
 import * as snapshots from './snapshots.js';
 import { SnapshotHandle, VolumeHandle } from './volume-handle.js';
-import { cancelWriteback, flushPool } from './writeback.js';
+import { cancelWriteback, flushPool, scheduleWriteback } from './writeback.js';
 
 export interface PoolPolicyOptions {
   readonly blockSize?: number;
@@ -169,11 +170,13 @@ export class Pool {
       const ctx = new PoolContext(dir, meta, chunks, policy, tuning);
       context = ctx;
       await recover(ctx, chunks);
+      await openLog(ctx, options.io ?? nodeFileIo);
       const pool = new Pool(ctx, lock);
       pool.startReclaimer();
       return pool;
     } catch (error) {
       chunks?.close();
+      await context?.log?.close();
       await context?.offload.close();
       await context?.readOffload.close();
       await meta?.close().catch(() => undefined);
@@ -355,7 +358,11 @@ export class Pool {
 
   check(options: CheckOptions = {}): Promise<CheckReport> {
     return this.admin(async () => {
-      await destageAll(this.ctx);
+      // On a full file system what the write log holds cannot be destaged: the stored
+      // part is checked all the same (the log's records carry their own CRC-32s).
+      await destageAll(this.ctx).catch((error: unknown) => {
+        if (!isStrataError(error, 'STRATA_E_NO_SPACE')) throw error;
+      });
       return checkPool(this.ctx, options);
     });
   }
@@ -448,10 +455,12 @@ export class Pool {
     if (this.reclaimTimer) clearInterval(this.reclaimTimer);
     cancelWriteback(this.ctx);
     try {
+      await this.ctx.log.settle();
       await this.ctx.writer.run(() => destageAll(this.ctx));
     } finally {
       this.ctx.closed = true;
       try {
+        await this.ctx.log.close();
         await this.ctx.chunks.close();
         await this.ctx.offload.close();
         await this.ctx.readOffload.close();
@@ -469,6 +478,18 @@ function walBytes(dir: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Opens the write log and replays what it holds past the last destage into the
+ * buffers (nothing is destaged here, so a pool on a full file system still opens); the
+ * writeback timer destages it soon after.
+ */
+async function openLog(ctx: PoolContext, io: FileIo): Promise<void> {
+  const applied = Number((await ctx.meta.readPoolValues(logAppliedKey)).get(logAppliedKey) ?? 0);
+  for (const [key, value] of await ctx.meta.readPoolValues('logfloor:')) ctx.logFloors.set(Number(key.slice('logfloor:'.length)), Number(value));
+  ctx.log = WriteLog.open(path.join(ctx.dir, 'log'), io, ctx.blockSize, limits.logSegmentBytesMax, applied, (record) => ctx.applyLogRecord(record)).log;
+  if (ctx.dirtyBytes > 0) scheduleWriteback(ctx);
 }
 
 /** Crash recovery and loading; see the file comment. */

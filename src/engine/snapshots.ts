@@ -19,7 +19,7 @@ import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { validateName } from '../common/names.js';
 import type { ExtentRow, MetaChanges, SnapshotRecord } from '../meta/index.js';
-import { addRef, destageAll } from './destage.js';
+import { addRef, destageAll, logFloorKey } from './destage.js';
 import { resolveBlocks } from './extent-reader.js';
 import { VolumeState, type PoolContext } from './pool-context.js';
 import { entryBytes } from './write-buffer.js';
@@ -148,11 +148,18 @@ export async function snapshotReclaimableBytes(ctx: PoolContext, volume: VolumeS
   return Math.round(bytes);
 }
 
-/** Throws away the buffered (not yet destaged) writes of a volume. */
-function discardBuffer(ctx: PoolContext, volume: VolumeState): void {
+/**
+ * Throws away the buffered (not yet destaged) writes of a volume, and those still in
+ * flight to the write log. Returns the pool value the caller's commit must carry so a
+ * replay of the log after a crash does not bring them back.
+ */
+function discardBuffer(ctx: PoolContext, volume: VolumeState): { key: string; value: string } {
   for (const entry of volume.buffer.dirty.values()) ctx.dirtyBytes -= entryBytes(entry);
   volume.buffer.dirty = new Map();
   volume.buffer.epoch += 1;
+  const floor = ctx.log.seqNext;
+  ctx.logFloors.set(volume.id, floor);
+  return { key: logFloorKey(volume.id), value: String(floor) };
 }
 
 const rollbackKey = (volumeId: number) => `rollback:${volumeId}`;
@@ -169,9 +176,9 @@ export async function rollback(ctx: PoolContext, volume: VolumeState, name: stri
   }
   for (const candidate of newer) await refuseIfCloned(ctx, volume, candidate);
   for (const candidate of [...newer].reverse()) await deleteSnapshot(ctx, volume, candidate.name);
-  discardBuffer(ctx, volume);
+  const floor = discardBuffer(ctx, volume);
   await ctx.meta.commit({
-    poolValues: [{ key: rollbackKey(volume.id), value: JSON.stringify({ gen: snapshot.gen }) }],
+    poolValues: [{ key: rollbackKey(volume.id), value: JSON.stringify({ gen: snapshot.gen }) }, floor],
     volumeUpdates: [{ id: volume.id, sizeBytes: snapshot.sizeBytes }],
   });
   volume.record = { ...volume.record, sizeBytes: snapshot.sizeBytes };
@@ -259,10 +266,10 @@ export async function deleteVolume(ctx: PoolContext, volume: VolumeState): Promi
       clones: names,
     });
   }
-  discardBuffer(ctx, volume);
+  const floor = discardBuffer(ctx, volume);
   await ctx.meta.commit({
     volumeUpdates: [{ id: volume.id, name: `.deleting-${volume.id}` }],
-    poolValues: [{ key: deleteKey(volume.id), value: '{}' }],
+    poolValues: [{ key: deleteKey(volume.id), value: '{}' }, floor],
   });
   ctx.volumes.delete(volume.id);
   await dropVolumeRows(ctx, volume.id);

@@ -13,10 +13,14 @@ import { ZERO_CHUNK, type ChunkLocation, type MappedExtent, type VolumeRecord } 
 import type { BlockDevice, BlockExtent, ExtentType, HeldPieces, ReadPiece, WriteOptions, ZeroOptions } from './block-device.js';
 import { resolveBlocks } from './extent-reader.js';
 import { storedRaw, type PoolContext, type VolumeState } from './pool-context.js';
-import { backpressure, flushPool } from './writeback.js';
-import { entryBytes, type BufferedBlock } from './write-buffer.js';
+import { backpressure } from './writeback.js';
+import { type BufferedBlock } from './write-buffer.js';
+import { LogKind, LogRecord } from './write-log.js';
+import { crc32 } from 'node:zlib';
 
 const windowBlocks = limits.extentWindowBlocks;
+/** Blocks in one write log record at most (a 1 MiB write of 4 KiB blocks is one record). */
+const logRunBlocksMax = 1024;
 /** A read wanting under 1/4 of an uncompressed frame's blocks reads those blocks alone. */
 const readAloneFraction = 4;
 /** Block status answers at most this many blocks per call; callers continue from there. */
@@ -118,41 +122,15 @@ function copyOf(piece: Buffer): Buffer {
 }
 
 /**
- * Copies of small writes are carved from shared slabs instead of a memory allocation
- * each: a 4 KiB random write allocated and later freed an ArrayBuffer of its own, and
- * malloc, free and the collector's sweeping of them cost more than the copy. A slab
- * lives while any block in it is buffered; destage takes every buffered block, so slabs
- * die within a destage or two.
- */
-const smallCopyBytesMax = 16 * 1024;
-const copySlabBytes = 256 * 1024;
-let copySlab = Buffer.allocUnsafeSlow(0);
-let copySlabUsed = 0;
-
-function copyOfWrite(data: Buffer): Buffer {
-  const copy = roomForCopy(data.length);
-  data.copy(copy);
-  return copy;
-}
-
-/** Room for a copy: carved from the current copy slab when small, else memory of its own. */
-function roomForCopy(length: number): Buffer {
-  if (length > smallCopyBytesMax) return Buffer.allocUnsafeSlow(length);
-  if (copySlab.length - copySlabUsed < length) {
-    copySlab = Buffer.allocUnsafeSlow(copySlabBytes);
-    copySlabUsed = 0;
-  }
-  const room = copySlab.subarray(copySlabUsed, copySlabUsed + length);
-  copySlabUsed += length;
-  return room;
-}
-
-/**
  * Copies the bytes [from, to) of a write given as pieces (pieces[index] holds the
  * write's bytes from `pieceStart` on) into target at `at`.
  */
 function copyFromPieces(pieces: readonly Buffer[], index: number, pieceStart: number, from: number, to: number, target: Buffer, at: number): void {
   while (from < to) {
+    while (pieceStart + pieces[index].length <= from) {
+      pieceStart += pieces[index].length;
+      index += 1;
+    }
     const piece = pieces[index];
     const used = Math.min(to, pieceStart + piece.length) - from;
     piece.copy(target, at, from - pieceStart, from - pieceStart + used);
@@ -170,6 +148,7 @@ function extentType(row: MappedExtent | null): ExtentType {
 
 function bufferedType(entry: BufferedBlock, zeroBlock: Buffer): ExtentType {
   if (entry === 'hole') return 'hole';
+  if (entry instanceof LogRecord) return 'data';
   return entry === 'zero' || entry.equals(zeroBlock) ? 'zero' : 'data';
 }
 
@@ -254,6 +233,7 @@ abstract class BaseHandle implements BlockDevice {
 
   private async collectPieces(offset: number, length: number): Promise<{ pieces: ReadPiece[]; recycled: boolean }> {
     this.checkLive();
+    this.ctx.lastIoMs = Date.now();
     checkRange(this, offset, length, limits.ioBytesMax);
     if (length === 0) return { pieces: [], recycled: false };
     const size = this.ctx.blockSize;
@@ -270,6 +250,18 @@ abstract class BaseHandle implements BlockDevice {
         continue;
       }
       fromBuffer[block - first] = 1;
+      if (entry instanceof LogRecord) {
+        // The blocks of one record that follow are read (and checked) with this one.
+        let count = 1;
+        while (block + count <= last && this.buffered(block + count) === entry) count += 1;
+        const bytes = this.ctx.log.readBlocks(entry, block - entry.firstBlock, count);
+        for (let at = 0; at < count; at += 1) {
+          fromBuffer[block + at - first] = 1;
+          sources[block + at - first] = bytes.subarray(at * size, (at + 1) * size);
+        }
+        block += count - 1;
+        continue;
+      }
       // Buffered blocks change in place under later partial writes: the read keeps a copy.
       if (typeof entry !== 'string') sources[block - first] = copyOf(entry);
     }
@@ -318,8 +310,9 @@ abstract class BaseHandle implements BlockDevice {
     return Promise.reject(this.readOnlyError());
   }
 
+  /** Makes every write that completed before the call durable: the write log's sync. */
   async flush(): Promise<void> {
-    await flushPool(this.ctx);
+    await this.ctx.log.sync();
   }
 
   protected readOnlyError(): StrataError {
@@ -369,56 +362,61 @@ export class VolumeHandle extends BaseHandle {
     return this.writePieces(offset, [data], options);
   }
 
+  /**
+   * Whole blocks go to the write log as runs (data, or allocated zeros for all-zero
+   * blocks), straight from the caller's pieces: nothing is copied but a block that
+   * straddles two pieces. Partial blocks are read, modified and logged whole. The write
+   * resolves once its records are in the log and the buffer.
+   */
   override async writePieces(offset: number, pieces: readonly Buffer[], options: WriteOptions = {}): Promise<void> {
     this.checkLive();
+    this.ctx.lastIoMs = Date.now();
     let length = 0;
     for (const piece of pieces) length += piece.length;
     checkRange(this, offset, length, limits.ioBytesMax);
     if (length === 0) return this.afterWrite(options);
     const size = this.ctx.blockSize;
     const end = offset + length;
-    // Whole blocks inside one piece are views of it: of the piece itself when handed over
-    // (and most of the memory behind it, so a small view does not pin a large
-    // allocation), else of one copy of the piece (the caller may reuse its bytes). A
-    // block straddling two pieces is copied on its own.
+    const firstFull = Math.ceil(offset / size);
+    const endFull = Math.floor(end / size);
+    if (firstFull >= endFull) {
+      // Inside one block, or over the border of two.
+      for (let block = Math.floor(offset / size); block * size < end; block += 1) {
+        const from = Math.max(offset, block * size);
+        const to = Math.min(end, (block + 1) * size);
+        await this.modifyBlock(block, (target) => copyFromPieces(pieces, 0, offset, from, to, target, from - block * size));
+      }
+      return this.afterWrite(options);
+    }
+    if (offset < firstFull * size) {
+      const block = firstFull - 1;
+      await this.modifyBlock(block, (target) => copyFromPieces(pieces, 0, offset, offset, firstFull * size, target, offset - block * size));
+    }
+    const runs = new LogRuns(this, firstFull);
     let index = 0;
     let pieceStart = offset;
-    let kept: Buffer | null = null;
-    for (let block = Math.floor(offset / size); block * size < end; block += 1) {
-      const blockStart = block * size;
-      const from = Math.max(offset, blockStart);
-      const to = Math.min(end, blockStart + size);
+    for (let block = firstFull; block < endFull; block += 1) {
+      const from = block * size;
       while (from >= pieceStart + pieces[index].length) {
         pieceStart += pieces[index].length;
         index += 1;
-        kept = null;
       }
       const piece = pieces[index];
-      if (to - from < size) {
-        await this.modifyBlock(block, (target) => copyFromPieces(pieces, index, pieceStart, from, to, target, from - blockStart));
-        continue;
-      }
-      let entry: Buffer;
-      if (to <= pieceStart + piece.length) {
-        entry = piece.subarray(from - pieceStart, to - pieceStart);
-        if (this.ctx.zeroBlock.equals(entry)) {
-          this.setEntry(block, 'zero');
-          continue;
-        }
-        kept ??= options.adopt === true && piece.length * 2 >= piece.buffer.byteLength ? piece : copyOfWrite(piece);
-        entry = kept.subarray(from - pieceStart, to - pieceStart);
+      let bytes: Buffer;
+      if (from + size <= pieceStart + piece.length) {
+        bytes = piece.subarray(from - pieceStart, from - pieceStart + size);
       } else {
-        entry = roomForCopy(size);
-        copyFromPieces(pieces, index, pieceStart, from, to, entry, 0);
-        if (this.ctx.zeroBlock.equals(entry)) {
-          this.setEntry(block, 'zero');
-          continue;
-        }
+        bytes = Buffer.allocUnsafe(size);
+        copyFromPieces(pieces, index, pieceStart, from, from + size, bytes, 0);
       }
-      this.setEntry(block, entry);
+      runs.add(bytes, this.ctx.zeroBlock.equals(bytes));
     }
-    const wait = this.afterWrite(options);
-    if (wait !== undefined) await wait;
+    const logged = runs.finish();
+    if (end > endFull * size) {
+      await this.modifyBlock(endFull, (target) => copyFromPieces(pieces, 0, offset, endFull * size, end, target, 0));
+    }
+    await logged;
+    return this.afterWrite(options);
   }
 
   override async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
@@ -431,6 +429,7 @@ export class VolumeHandle extends BaseHandle {
 
   private async clearRange(offset: number, length: number, marker: 'zero' | 'hole', options: WriteOptions): Promise<void> {
     this.checkLive();
+    this.ctx.lastIoMs = Date.now();
     checkRange(this, offset, length, Number.MAX_SAFE_INTEGER);
     if (length === 0) return this.afterWrite(options);
     const size = this.ctx.blockSize;
@@ -445,27 +444,39 @@ export class VolumeHandle extends BaseHandle {
       if (end > endFull * size) await this.zeroPartial(endFull * size, end);
       for (let windowStart = firstFull; windowStart < endFull; windowStart += windowBlocks) {
         const count = Math.min(windowBlocks, endFull - windowStart);
-        if (marker === 'zero') {
-          for (let block = windowStart; block < windowStart + count; block += 1) this.setEntry(block, 'zero');
-        } else {
-          await this.holeWindow(windowStart, count);
-        }
+        if (marker === 'zero') await this.logRun(LogKind.Zero, windowStart, count, [], null);
+        else await this.holeWindow(windowStart, count);
         await backpressure(this.ctx);
       }
     }
     await this.afterWrite(options);
   }
 
-  /** Marks as holes the blocks of a window that hold anything now (buffered or stored). */
+  /** Logs holes for the blocks of a window that hold anything now (buffered or stored). */
   private async holeWindow(first: number, count: number): Promise<void> {
-    const before: number[] = [];
-    for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) before.push(block);
+    const buffer = this.state.buffer;
+    const holding = new Uint8Array(count);
+    const note = () => {
+      for (let block = first; block < first + count; block += 1) if (buffer.lookup(block) !== undefined || buffer.pending.has(block)) holding[block - first] = 1;
+    };
+    note();
     const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count, false);
-    for (const block of before) this.setEntry(block, 'hole');
     rows.forEach((row, index) => {
-      if (row !== null) this.setEntry(first + index, 'hole');
+      if (row !== null) holding[index] = 1;
     });
-    for (let block = first; block < first + count; block += 1) if (this.state.buffer.lookup(block) !== undefined) this.setEntry(block, 'hole');
+    note();
+    const logged: Promise<void>[] = [];
+    for (let index = 0; index < count; ) {
+      if (holding[index] === 0) {
+        index += 1;
+        continue;
+      }
+      let run = 1;
+      while (index + run < count && holding[index + run] === 1) run += 1;
+      logged.push(this.logRun(LogKind.Hole, first + index, run, [], null));
+      index += run;
+    }
+    await Promise.all(logged);
   }
 
   /** Zeroes [from, to), a range that covers no whole block (it may touch two). */
@@ -478,42 +489,127 @@ export class VolumeHandle extends BaseHandle {
     }
   }
 
-  /** After buffering: the flush FUA asks for, else backpressure's wait (undefined when there is none). */
+  /** After logging: the log sync FUA asks for, else backpressure's wait (undefined when there is none). */
   private afterWrite(options: WriteOptions): Promise<void> | undefined {
-    return options.fua ? flushPool(this.ctx) : backpressure(this.ctx);
-  }
-
-  private setEntry(block: number, entry: BufferedBlock): void {
-    const dirty = this.state.buffer.dirty;
-    const old = dirty.get(block);
-    this.ctx.dirtyBytes += entryBytes(entry) - (old === undefined ? 0 : entryBytes(old));
-    dirty.set(block, entry);
+    return options.fua ? this.ctx.log.sync().then(() => backpressure(this.ctx)) : backpressure(this.ctx);
   }
 
   /**
-   * Read-modify-write of one block. A dirty data entry is changed in place; a frozen
-   * (destaging) one is copied first; otherwise the stored block is read, and the read is
-   * retried if a destage finished meanwhile (its base may have gone stale).
+   * Appends a run of blocks to the write log; they enter the buffer once written (see
+   * PoolContext.applyLogRecord). Until then the blocks are pending: a read-modify-write
+   * of one waits, so it reads a base that holds every write before it.
+   */
+  logRun(kind: LogKind, first: number, count: number, pieces: Buffer[], crcs: Uint32Array | null): Promise<void> {
+    const written = this.ctx.log.append(this.state.id, kind, first, count, pieces, crcs);
+    const pending = this.state.buffer.pending;
+    for (let block = first; block < first + count; block += 1) pending.set(block, written);
+    const clear = () => {
+      for (let block = first; block < first + count; block += 1) if (pending.get(block) === written) pending.delete(block);
+    };
+    written.then(clear, clear);
+    return written;
+  }
+
+  /** Logs one whole block: allocated zeros when it is all zeros. */
+  private logBlock(block: number, bytes: Buffer): Promise<void> {
+    if (this.ctx.zeroBlock.equals(bytes)) return this.logRun(LogKind.Zero, block, 1, [], null);
+    return this.logRun(LogKind.Data, block, 1, [bytes], Uint32Array.of(crc32(bytes)));
+  }
+
+  /** A private copy of a buffered block's bytes. */
+  private bufferedBytes(block: number, entry: BufferedBlock): Buffer {
+    if (entry instanceof LogRecord) return this.ctx.log.readBlocks(entry, block - entry.firstBlock, 1);
+    if (typeof entry === 'string') return Buffer.alloc(this.ctx.blockSize);
+    return Buffer.from(entry);
+  }
+
+  /**
+   * Read-modify-write of one block: after any write in flight to it, from its buffered
+   * bytes, or else from the store (retried if a write or a destage landed meanwhile, as
+   * the base may have gone stale), then logged whole.
    */
   private async modifyBlock(block: number, apply: (target: Buffer) => void): Promise<void> {
     const buffer = this.state.buffer;
     for (;;) {
-      const dirty = buffer.dirty.get(block);
-      if (dirty instanceof Buffer) return apply(dirty);
-      const frozen = dirty ?? buffer.destaging?.get(block);
-      if (frozen !== undefined) {
-        const base = frozen instanceof Buffer ? Buffer.from(frozen) : Buffer.alloc(this.ctx.blockSize);
-        apply(base);
-        return this.setEntry(block, base);
+      const pending = buffer.pending.get(block);
+      if (pending !== undefined) {
+        await pending.catch(() => undefined);
+        continue;
       }
-      const epoch = buffer.epoch;
-      const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
-      const base = Buffer.alloc(this.ctx.blockSize);
-      if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
-      if (buffer.lookup(block) !== undefined || epoch !== buffer.epoch) continue;
+      const entry = buffer.lookup(block);
+      let base: Buffer;
+      if (entry !== undefined) {
+        base = this.bufferedBytes(block, entry);
+      } else {
+        const epoch = buffer.epoch;
+        const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
+        base = Buffer.alloc(this.ctx.blockSize);
+        if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
+        if (buffer.lookup(block) !== undefined || buffer.pending.has(block) || epoch !== buffer.epoch) continue;
+      }
       apply(base);
-      return this.setEntry(block, base);
+      return this.logBlock(block, base);
     }
+  }
+}
+
+/**
+ * Cuts a write's whole blocks into log records: runs of data blocks (their bytes as few
+ * views of the caller's pieces as they came in) and runs of zero blocks.
+ */
+class LogRuns {
+  private readonly logged: Promise<void>[] = [];
+  private runFirst: number;
+  private runZero = false;
+  private count = 0;
+  private pieces: Buffer[] = [];
+  private crcs: number[] = [];
+  private next: number;
+
+  constructor(
+    private readonly handle: VolumeHandle,
+    first: number,
+  ) {
+    this.runFirst = first;
+    this.next = first;
+  }
+
+  add(bytes: Buffer, zero: boolean): void {
+    if (this.count > 0 && (zero !== this.runZero || this.count === logRunBlocksMax)) this.flush();
+    if (this.count === 0) {
+      this.runFirst = this.next;
+      this.runZero = zero;
+    }
+    this.count += 1;
+    this.next += 1;
+    if (zero) return;
+    this.crcs.push(crc32(bytes));
+    const last = this.pieces[this.pieces.length - 1];
+    if (last !== undefined && last.buffer === bytes.buffer && last.byteOffset + last.length === bytes.byteOffset) {
+      this.pieces[this.pieces.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + bytes.length);
+    } else {
+      this.pieces.push(bytes);
+    }
+  }
+
+  private flush(): void {
+    if (this.count === 0) return;
+    this.logged.push(
+      this.runZero
+        ? this.handle.logRun(LogKind.Zero, this.runFirst, this.count, [], null)
+        : this.handle.logRun(LogKind.Data, this.runFirst, this.count, this.pieces, Uint32Array.from(this.crcs)),
+    );
+    this.count = 0;
+    this.pieces = [];
+    this.crcs = [];
+  }
+
+  /** Logs the last run; resolves once every run is written (rejects if one failed). */
+  finish(): Promise<void> {
+    this.flush();
+    const all = Promise.all(this.logged).then(() => undefined);
+    all.catch(() => undefined);
+    return all;
   }
 }
 

@@ -1,24 +1,31 @@
 /*
  * The write-back buffer of one volume head. Completed writes live here until destage
- * makes them durable (NBD allows that until FLUSH). Entries are whole blocks: data (a
- * private copy), allocated zeros, or a hole. Destage swaps `dirty` into `destaging` and
+ * turns them into chunks and extent rows. Entries are whole blocks: a block of a write
+ * log record (the bytes are in the log, see write-log.ts), a private copy, allocated
+ * zeros, or a hole. Destage swaps `dirty` into `destaging` and
  * works on that frozen map while new writes land in a fresh `dirty`; reads look in
  * dirty, then destaging, then the store. `epoch` counts finished destages, so a
  * read-modify-write that had to read the store can tell whether its base went stale.
  */
-export type BufferedBlock = Buffer | 'zero' | 'hole';
+import { LogRecord } from './write-log.js';
+
+/** Bytes of a block (a private copy), a block of a write log record, allocated zeros, or a hole. */
+export type BufferedBlock = Buffer | LogRecord | 'zero' | 'hole';
 
 /** What a hole or zero entry counts against the buffer bound (map overhead). */
 export const markerEntryBytes = 64;
 
 export function entryBytes(entry: BufferedBlock): number {
-  return typeof entry === 'string' ? markerEntryBytes : entry.length + markerEntryBytes;
+  if (typeof entry === 'string') return markerEntryBytes;
+  return (entry instanceof LogRecord ? entry.blockSize : entry.length) + markerEntryBytes;
 }
 
 export class WriteBuffer {
   dirty = new Map<number, BufferedBlock>();
   destaging: Map<number, BufferedBlock> | null = null;
   epoch = 0;
+  /** Blocks with a write log record in flight, and the append's promise (a read-modify-write waits for it). */
+  readonly pending = new Map<number, Promise<void>>();
 
   lookup(block: number): BufferedBlock | undefined {
     return this.dirty.get(block) ?? this.destaging?.get(block);

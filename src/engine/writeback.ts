@@ -1,11 +1,14 @@
 /*
- * When buffered writes are destaged: on flush/FUA; in the background once the buffer
- * is half full (writers go on filling the other half meanwhile, so a steady writer
- * keeps the destage pipeline busy); when it is full, writers wait for the destage
- * under way, or for one of their own if none is (backpressure); and from a short
- * timer so data does not sit volatile for long. All go through the pool writer lock.
+ * When buffered writes are destaged (they are durable in the write log from the start;
+ * a FLUSH or FUA only syncs the log): on the pool's flush and before snapshots and
+ * other metadata work; in the background once the buffer is half full (writers go on
+ * filling the other half meanwhile, so a steady writer keeps the destage pipeline
+ * busy); when it is full, writers wait for the destage under way, or for one of their
+ * own if none is (backpressure); and from the writeback timer. All go through the pool
+ * writer lock.
  */
 import type { PoolContext } from './pool-context.js';
+import { limits } from '../common/limits.js';
 import { destageAll } from './destage.js';
 
 const timers = new WeakMap<PoolContext, NodeJS.Timeout>();
@@ -16,18 +19,32 @@ export async function flushPool(ctx: PoolContext): Promise<void> {
   await ctx.writer.run(() => destageAll(ctx));
 }
 
+/**
+ * The writeback timer: destages what is buffered writebackDelayMs after the first write
+ * since the last destage. The writes are durable in the write log already, so while
+ * the pool serves I/O the destage waits for a pause of writebackIdleMs (background work
+ * yields to foreground I/O), but never past writebackDelayMaxMs; the buffer bound
+ * (backpressure) still starts one whenever the log holds too much.
+ */
 export function scheduleWriteback(ctx: PoolContext): void {
   if (timers.has(ctx) || ctx.tuning.writebackDelayMs <= 0) return;
-  const timer = setTimeout(() => {
-    timers.delete(ctx);
-    if (ctx.closed) return;
-    flushPool(ctx).catch(() => {
-      // The data stays buffered; the next flush reports the error to its caller.
-      scheduleWriteback(ctx);
-    });
-  }, ctx.tuning.writebackDelayMs);
-  timer.unref();
-  timers.set(ctx, timer);
+  const since = Date.now();
+  const arm = (delayMs: number) => {
+    const timer = setTimeout(() => {
+      timers.delete(ctx);
+      if (ctx.closed) return;
+      const now = Date.now();
+      const idleMs = now - ctx.lastIoMs;
+      if (idleMs < limits.writebackIdleMs && now - since < limits.writebackDelayMaxMs) return arm(limits.writebackIdleMs - idleMs);
+      flushPool(ctx).catch(() => {
+        // The data stays in the log; the next flush reports the error to its caller.
+        scheduleWriteback(ctx);
+      });
+    }, delayMs);
+    timer.unref();
+    timers.set(ctx, timer);
+  };
+  arm(ctx.tuning.writebackDelayMs);
 }
 
 export function cancelWriteback(ctx: PoolContext): void {
