@@ -196,6 +196,8 @@ export class PoolContext {
     reclaimedBytes: 0,
   };
   readonly zeroBlock: Buffer;
+  /** The CRC-32 of a zero block. */
+  readonly zeroBlockCrc: number;
   /** Destage's workers: hashing, the zero check and compression. */
   readonly offload = new CpuOffload(zstdLevel, Math.min(limits.destageWorkersMax, os.availableParallelism()));
   /** A second worker for reads: reads large spans and checks and decompresses their frames. */
@@ -235,6 +237,7 @@ export class PoolContext {
     this.frameCache = new FrameCache(tuning.frameCacheBytesMax);
     this.spanPool = new SpanPool(tuning.readSpanPoolBytesMax);
     this.zeroBlock = Buffer.alloc(policy.blockSize);
+    this.zeroBlockCrc = crc32(this.zeroBlock);
   }
 
   get blockSize(): number {

@@ -392,7 +392,7 @@ export class VolumeHandle extends BaseHandle {
       const block = firstFull - 1;
       await this.modifyBlock(block, (target) => copyFromPieces(pieces, 0, offset, offset, firstFull * size, target, offset - block * size));
     }
-    const runs = new LogRuns(this, firstFull);
+    const runs = new LogRuns(this, firstFull, endFull - firstFull);
     let index = 0;
     let pieceStart = offset;
     for (let block = firstFull; block < endFull; block += 1) {
@@ -402,14 +402,17 @@ export class VolumeHandle extends BaseHandle {
         index += 1;
       }
       const piece = pieces[index];
-      let bytes: Buffer;
       if (from + size <= pieceStart + piece.length) {
-        bytes = piece.subarray(from - pieceStart, from - pieceStart + size);
+        const at = from - pieceStart;
+        const bytes = piece.subarray(at, at + size);
+        const crc = crc32(bytes);
+        runs.add(piece, at, size, this.isZero(bytes, crc), crc);
       } else {
-        bytes = Buffer.allocUnsafe(size);
+        const bytes = Buffer.allocUnsafe(size);
         copyFromPieces(pieces, index, pieceStart, from, from + size, bytes, 0);
+        const crc = crc32(bytes);
+        runs.add(bytes, 0, size, this.isZero(bytes, crc), crc);
       }
-      runs.add(bytes, this.ctx.zeroBlock.equals(bytes));
     }
     const logged = runs.finish();
     if (end > endFull * size) {
@@ -457,7 +460,7 @@ export class VolumeHandle extends BaseHandle {
     const buffer = this.state.buffer;
     const holding = new Uint8Array(count);
     const note = () => {
-      for (let block = first; block < first + count; block += 1) if (buffer.lookup(block) !== undefined || buffer.pending.has(block)) holding[block - first] = 1;
+      for (let block = first; block < first + count; block += 1) if (buffer.lookup(block) !== undefined || buffer.inFlightTo(block) !== undefined) holding[block - first] = 1;
     };
     note();
     const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count, false);
@@ -501,13 +504,17 @@ export class VolumeHandle extends BaseHandle {
    */
   logRun(kind: LogKind, first: number, count: number, pieces: Buffer[], crcs: Uint32Array | null): Promise<void> {
     const written = this.ctx.log.append(this.state.id, kind, first, count, pieces, crcs);
-    const pending = this.state.buffer.pending;
-    for (let block = first; block < first + count; block += 1) pending.set(block, written);
-    const clear = () => {
-      for (let block = first; block < first + count; block += 1) if (pending.get(block) === written) pending.delete(block);
-    };
+    const inFlight = this.state.buffer.inFlight;
+    const run = { first, end: first + count, written };
+    inFlight.add(run);
+    const clear = () => inFlight.delete(run);
     written.then(clear, clear);
     return written;
+  }
+
+  /** Whether a block whose CRC-32 is `crc` is all zeros (only a zero block's CRC needs the comparison). */
+  private isZero(bytes: Buffer, crc: number): boolean {
+    return crc === this.ctx.zeroBlockCrc && this.ctx.zeroBlock.equals(bytes);
   }
 
   /** Logs one whole block: allocated zeros when it is all zeros. */
@@ -531,7 +538,7 @@ export class VolumeHandle extends BaseHandle {
   private async modifyBlock(block: number, apply: (target: Buffer) => void): Promise<void> {
     const buffer = this.state.buffer;
     for (;;) {
-      const pending = buffer.pending.get(block);
+      const pending = buffer.inFlightTo(block);
       if (pending !== undefined) {
         await pending.catch(() => undefined);
         continue;
@@ -545,7 +552,7 @@ export class VolumeHandle extends BaseHandle {
         const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
         base = Buffer.alloc(this.ctx.blockSize);
         if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
-        if (buffer.lookup(block) !== undefined || buffer.pending.has(block) || epoch !== buffer.epoch) continue;
+        if (buffer.lookup(block) !== undefined || buffer.inFlightTo(block) !== undefined || epoch !== buffer.epoch) continue;
       }
       apply(base);
       return this.logBlock(block, base);
@@ -562,52 +569,70 @@ class LogRuns {
   private runFirst: number;
   private runZero = false;
   private count = 0;
-  private pieces: Buffer[] = [];
-  private crcs: number[] = [];
+  private readonly pieces: Buffer[] = [];
+  /** The part of a piece the run's bytes use last: [pieceFrom, pieceTo) of `piece`. */
+  private piece: Buffer | null = null;
+  private pieceFrom = 0;
+  private pieceTo = 0;
+  private readonly crcs: Uint32Array;
   private next: number;
 
   constructor(
     private readonly handle: VolumeHandle,
     first: number,
+    blocks: number,
   ) {
     this.runFirst = first;
     this.next = first;
+    this.crcs = new Uint32Array(Math.min(logRunBlocksMax, blocks));
   }
 
-  add(bytes: Buffer, zero: boolean): void {
+  /** Adds the next block: `at` bytes into `piece` (or a copy of its own when it straddled two). */
+  add(piece: Buffer, at: number, size: number, zero: boolean, crc: number): void {
     if (this.count > 0 && (zero !== this.runZero || this.count === logRunBlocksMax)) this.flush();
     if (this.count === 0) {
       this.runFirst = this.next;
       this.runZero = zero;
     }
-    this.count += 1;
     this.next += 1;
-    if (zero) return;
-    this.crcs.push(crc32(bytes));
-    const last = this.pieces[this.pieces.length - 1];
-    if (last !== undefined && last.buffer === bytes.buffer && last.byteOffset + last.length === bytes.byteOffset) {
-      this.pieces[this.pieces.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + bytes.length);
-    } else {
-      this.pieces.push(bytes);
+    if (zero) {
+      this.count += 1;
+      return;
     }
+    this.crcs[this.count] = crc;
+    this.count += 1;
+    if (this.piece === piece && this.pieceTo === at) {
+      this.pieceTo = at + size;
+      return;
+    }
+    this.endPiece();
+    this.piece = piece;
+    this.pieceFrom = at;
+    this.pieceTo = at + size;
+  }
+
+  private endPiece(): void {
+    const piece = this.piece;
+    if (piece === null) return;
+    this.pieces.push(this.pieceFrom === 0 && this.pieceTo === piece.length ? piece : piece.subarray(this.pieceFrom, this.pieceTo));
+    this.piece = null;
   }
 
   private flush(): void {
     if (this.count === 0) return;
-    this.logged.push(
-      this.runZero
-        ? this.handle.logRun(LogKind.Zero, this.runFirst, this.count, [], null)
-        : this.handle.logRun(LogKind.Data, this.runFirst, this.count, this.pieces, Uint32Array.from(this.crcs)),
-    );
+    if (this.runZero) {
+      this.logged.push(this.handle.logRun(LogKind.Zero, this.runFirst, this.count, [], null));
+    } else {
+      this.endPiece();
+      this.logged.push(this.handle.logRun(LogKind.Data, this.runFirst, this.count, this.pieces.splice(0), this.crcs.slice(0, this.count)));
+    }
     this.count = 0;
-    this.pieces = [];
-    this.crcs = [];
   }
 
   /** Logs the last run; resolves once every run is written (rejects if one failed). */
   finish(): Promise<void> {
     this.flush();
-    const all = Promise.all(this.logged).then(() => undefined);
+    const all = this.logged.length === 1 ? this.logged[0] : Promise.all(this.logged).then(() => undefined);
     all.catch(() => undefined);
     return all;
   }
