@@ -15,12 +15,14 @@ import { resolveBlocks } from './extent-reader.js';
 import { storedRaw, type PoolContext, type VolumeState } from './pool-context.js';
 import { backpressure } from './writeback.js';
 import { type BufferedBlock } from './write-buffer.js';
-import { LogKind, LogRecord } from './write-log.js';
+import { LogKind, LogRecord, type LogRun } from './write-log.js';
 import { crc32 } from 'node:zlib';
 
 const windowBlocks = limits.extentWindowBlocks;
 /** Blocks in one write log record at most (a 1 MiB write of 4 KiB blocks is one record). */
 const logRunBlocksMax = 1024;
+/** Reads of buffered blocks from this many bytes on go to the read worker (a 1 MiB read, or scattered blocks gathered). */
+const logReadOffThreadBytesMin = 64 * 1024;
 /** A read wanting under 1/4 of an uncompressed frame's blocks reads those blocks alone. */
 const readAloneFraction = 4;
 /** Block status answers at most this many blocks per call; callers continue from there. */
@@ -243,6 +245,8 @@ abstract class BaseHandle implements BlockDevice {
     const fromBuffer = new Uint8Array(last - first + 1);
     let stored = false;
     let recycled = false;
+    const logRuns: LogRun[] = [];
+    let logBytes = 0;
     for (let block = first; block <= last; block += 1) {
       const entry = this.buffered(block);
       if (entry === undefined) {
@@ -254,23 +258,52 @@ abstract class BaseHandle implements BlockDevice {
         // The blocks of one record that follow are read (and checked) with this one.
         let count = 1;
         while (block + count <= last && this.buffered(block + count) === entry) count += 1;
-        const bytes = this.ctx.log.readBlocks(entry, block - entry.firstBlock, count);
-        for (let at = 0; at < count; at += 1) {
-          fromBuffer[block + at - first] = 1;
-          sources[block + at - first] = bytes.subarray(at * size, (at + 1) * size);
-        }
+        logRuns.push({ record: entry, index: block - entry.firstBlock, count });
+        logBytes += count * size;
+        for (let at = 1; at < count; at += 1) fromBuffer[block + at - first] = 1;
         block += count - 1;
         continue;
       }
       // Buffered blocks change in place under later partial writes: the read keeps a copy.
       if (typeof entry !== 'string') sources[block - first] = copyOf(entry);
     }
+    if (logRuns.length > 0) recycled = await this.readLogRuns(logRuns, logBytes, first, sources);
     if (stored) {
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
       for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
-      recycled = await collectFromStore(this.ctx, rows, sources);
+      recycled = (await collectFromStore(this.ctx, rows, sources)) || recycled;
     }
     return { pieces: toPieces(sources, first, offset, length, size), recycled };
+  }
+
+  /**
+   * Puts the bytes of buffered blocks read from the write log into `sources`: small reads
+   * here, one call per run; from logReadOffThreadBytesMin on, on the read worker into
+   * recycled memory when the span pool has some (true then).
+   */
+  private async readLogRuns(runs: LogRun[], bytes: number, first: number, sources: (Buffer | null)[]): Promise<boolean> {
+    const size = this.ctx.blockSize;
+    const place = (run: LogRun, read: Buffer, at: number) => {
+      const block = run.record.firstBlock + run.index;
+      for (let index = 0; index < run.count; index += 1) sources[block + index - first] = read.subarray(at + index * size, at + (index + 1) * size);
+    };
+    if (bytes < logReadOffThreadBytesMin) {
+      for (const run of runs) place(run, this.ctx.log.readBlocks(run.record, run.index, run.count), 0);
+      return false;
+    }
+    const pooled = this.ctx.spanPool.take(bytes);
+    let read: Buffer;
+    try {
+      read = await this.ctx.log.readRunsOffThread(runs, this.ctx.readOffload, pooled?.buffer);
+    } finally {
+      pooled?.release();
+    }
+    let at = 0;
+    for (const run of runs) {
+      place(run, read, at);
+      at += run.count * size;
+    }
+    return pooled !== null;
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {

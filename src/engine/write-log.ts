@@ -28,7 +28,7 @@
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { StrataError, hostIoError } from '../common/errors.js';
-import type { FileIo } from '../chunks/index.js';
+import type { FileIo, SpanReader } from '../chunks/index.js';
 
 export const LogKind = { Data: 1, Zero: 2, Hole: 3 } as const;
 export type LogKind = (typeof LogKind)[keyof typeof LogKind];
@@ -48,8 +48,9 @@ interface Segment {
   minSeq: number;
   maxSeq: number;
   unsynced: boolean;
-  /** fsyncs under way on its descriptor (it is not closed under them). */
+  /** fsyncs and worker reads under way on its descriptor (it is not closed under them). */
   syncing: number;
+  reading: number;
 }
 
 /** One record: its blocks live in the segment at dataOffset, block after block. */
@@ -66,6 +67,13 @@ export class LogRecord {
     readonly dataOffset: number,
     readonly blockSize: number,
   ) {}
+}
+
+/** Blocks [index, index + count) of a data record. */
+export interface LogRun {
+  readonly record: LogRecord;
+  readonly index: number;
+  readonly count: number;
 }
 
 interface Queued {
@@ -135,7 +143,7 @@ export class WriteLog {
         throw hostIoError(error, `opening write log segment ${id}`);
       }
       const size = io.fstatSize(fd);
-      const segment: Segment = { id, fd, bytes: size, minSeq: -1, maxSeq: -1, unsynced: false, syncing: 0 };
+      const segment: Segment = { id, fd, bytes: size, minSeq: -1, maxSeq: -1, unsynced: false, syncing: 0, reading: 0 };
       log.segments.set(id, segment);
       let at = 0;
       for (;;) {
@@ -261,7 +269,7 @@ export class WriteLog {
       throw hostIoError(error, `creating write log segment ${id}`);
     }
     this.nextSegmentId += 1;
-    const segment: Segment = { id, fd, bytes: 0, minSeq: -1, maxSeq: -1, unsynced: true, syncing: 0 };
+    const segment: Segment = { id, fd, bytes: 0, minSeq: -1, maxSeq: -1, unsynced: true, syncing: 0, reading: 0 };
     this.segments.set(id, segment);
     this.current = segment;
     this.directoryDirty = true;
@@ -433,11 +441,51 @@ export class WriteLog {
     return out;
   }
 
+  /**
+   * As readBlocks for several runs at once, read back to back by a worker (`reader`)
+   * into `into` when given, with their CRC-32s taken there; the segments stay open
+   * meanwhile.
+   */
+  async readRunsOffThread(runs: readonly LogRun[], reader: SpanReader, into?: SharedArrayBuffer): Promise<Buffer> {
+    const size = this.blockSize;
+    const ranges: number[] = [];
+    let at = 0;
+    for (const run of runs) {
+      for (let index = 0; index < run.count; index += 1) ranges.push(at + index * size, at + (index + 1) * size);
+      at += run.count * size;
+    }
+    const spans = runs.map((run) => ({ fd: run.record.segment.fd, position: run.record.dataOffset + run.index * size, length: run.count * size }));
+    for (const run of runs) run.record.segment.reading += 1;
+    let read;
+    try {
+      read = await reader.readSpans(spans, ranges, into);
+    } catch (error) {
+      throw hostIoError(error, 'reading the write log');
+    } finally {
+      for (const run of runs) run.record.segment.reading -= 1;
+    }
+    let crc = 0;
+    runs.forEach((run, which) => {
+      if (!(read.gots[which] >= run.count * size)) {
+        throw new StrataError('STRATA_E_CHUNK_MISSING', `write log segment ${run.record.segment.id} is shorter than its records`, { segment: run.record.segment.id });
+      }
+      const crcs = run.record.crcs as Uint32Array;
+      for (let index = 0; index < run.count; index += 1, crc += 1) {
+        if (read.crcs[crc] !== crcs[run.index + index]) {
+          throw new StrataError('STRATA_E_CHECKSUM', `block ${run.record.firstBlock + run.index + index} of volume ${run.record.volumeId} in write log segment ${run.record.segment.id} fails its CRC-32`, {
+            segment: run.record.segment.id,
+          });
+        }
+      }
+    });
+    return read.bytes;
+  }
+
   /** Deletes the segments whose every record has seq below `seq` (their data is destaged). */
   release(seq: number): void {
     for (const segment of [...this.segments.values()]) {
       if (segment === this.current || segment.maxSeq >= seq) continue;
-      if (segment === this.writingSegment || segment.syncing > 0 || this.queue.some((item) => item.record.segment === segment)) continue;
+      if (segment === this.writingSegment || segment.syncing > 0 || segment.reading > 0 || this.queue.some((item) => item.record.segment === segment)) continue;
       this.segments.delete(segment.id);
       try {
         this.io.closeSync(segment.fd);
