@@ -25,7 +25,6 @@ import { framePieces, hashTableOf, type FrameLocation } from '../chunks/index.js
 import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
-import { entryBytes } from './write-buffer.js';
 import { LogRecord } from './write-log.js';
 
 interface PendingChunk {
@@ -122,6 +121,7 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
   // Every log record below this seq is in the frozen maps (records are applied in seq
   // order); the commit says so, and segments wholly below it can then go.
   const appliedSeq = ctx.log.appliedSeq;
+  const frozenBytes = ctx.dirtyBytes;
   ctx.log.rotate();
   const packStarts = new Map<number, number>();
   const appending: Promise<AppendedFrame[]>[] = [];
@@ -134,11 +134,11 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
     throw error;
   }
   for (const volume of frozen) {
-    for (const entry of volume.buffer.destaging!.values()) ctx.dirtyBytes -= entryBytes(entry);
     ctx.counters.destagedBlocks += volume.buffer.destaging!.size;
     volume.buffer.destaging = null;
     volume.buffer.epoch += 1;
   }
+  ctx.dirtyBytes -= frozenBytes;
   ctx.counters.destages += 1;
   ctx.log.release(appliedSeq);
 }
@@ -149,9 +149,11 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
  */
 async function emptyLog(ctx: PoolContext): Promise<void> {
   const seq = ctx.log.appliedSeq;
+  const frozenBytes = ctx.dirtyBytes;
   if (!ctx.log.holdsBelow(seq)) return;
   ctx.log.rotate();
   await ctx.meta.commit({ poolValues: logAppliedValues(ctx, seq) });
+  ctx.dirtyBytes -= frozenBytes;
   ctx.log.release(seq);
 }
 
@@ -172,10 +174,7 @@ export const logFloorKey = (volumeId: number) => `logfloor:${volumeId}`;
 async function restore(ctx: PoolContext, frozen: VolumeState[], packStarts: Map<number, number>): Promise<void> {
   for (const volume of frozen) {
     const buffer = volume.buffer;
-    for (const [block, entry] of buffer.destaging!) {
-      if (buffer.dirty.has(block)) ctx.dirtyBytes -= entryBytes(entry);
-      else buffer.dirty.set(block, entry);
-    }
+    for (const [block, entry] of buffer.destaging!) if (!buffer.dirty.has(block)) buffer.dirty.set(block, entry);
     buffer.destaging = null;
   }
   await cutBack(ctx, packStarts);

@@ -212,6 +212,11 @@ export class PoolContext {
   readonly suspectChunks = new Set<number>();
   /** Frame header hash tables (to confirm dedup candidates and check blocks read alone), by frame id. */
   private readonly frameHashes = new GenerationalCache<number, Buffer>(limits.frameHeaderCacheEntries);
+  /**
+   * What the write log holds past the last destage, as the buffer bound counts it (a
+   * block's bytes and 64 bytes for the map; overwritten blocks count until the next
+   * destage, as their records take log space until then).
+   */
   dirtyBytes = 0;
   /** When a volume of the pool last served a read or a write (the writeback timer waits for a pause). */
   lastIoMs = 0;
@@ -250,12 +255,9 @@ export class PoolContext {
     if (volume === undefined || record.seq < (this.logFloors.get(record.volumeId) ?? 0)) return;
     const dirty = volume.buffer.dirty;
     const entry: BufferedBlock = record.kind === LogKind.Data ? record : record.kind === LogKind.Zero ? 'zero' : 'hole';
-    const bytes = entryBytes(entry);
-    for (let block = record.firstBlock; block < record.firstBlock + record.count; block += 1) {
-      const old = dirty.get(block);
-      this.dirtyBytes += bytes - (old === undefined ? 0 : entryBytes(old));
-      dirty.set(block, entry);
-    }
+    this.dirtyBytes += record.count * entryBytes(entry);
+    const end = record.firstBlock + record.count;
+    for (let block = record.firstBlock; block < end; block += 1) dirty.set(block, entry);
   }
 
   assertOpen(): void {

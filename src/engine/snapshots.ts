@@ -22,7 +22,6 @@ import type { ExtentRow, MetaChanges, SnapshotRecord } from '../meta/index.js';
 import { addRef, destageAll, logFloorKey } from './destage.js';
 import { resolveBlocks } from './extent-reader.js';
 import { VolumeState, type PoolContext } from './pool-context.js';
-import { entryBytes } from './write-buffer.js';
 
 const batchRows = limits.extentBatchRowsMax;
 
@@ -154,7 +153,7 @@ export async function snapshotReclaimableBytes(ctx: PoolContext, volume: VolumeS
  * replay of the log after a crash does not bring them back.
  */
 function discardBuffer(ctx: PoolContext, volume: VolumeState): { key: string; value: string } {
-  for (const entry of volume.buffer.dirty.values()) ctx.dirtyBytes -= entryBytes(entry);
+  // Their records keep their log space (and count in dirtyBytes) until the next destage.
   volume.buffer.dirty = new Map();
   volume.buffer.epoch += 1;
   const floor = ctx.log.seqNext;

@@ -267,7 +267,15 @@ abstract class BaseHandle implements BlockDevice {
       // Buffered blocks change in place under later partial writes: the read keeps a copy.
       if (typeof entry !== 'string') sources[block - first] = copyOf(entry);
     }
-    if (logRuns.length > 0) recycled = await this.readLogRuns(logRuns, logBytes, first, sources);
+    if (logRuns.length > 0) {
+      const read = await this.readLogRuns(logRuns, logBytes, first, sources, logBytes < (last - first + 1) * size);
+      recycled = read.recycled;
+      // All of it from one read of the log (a long read of data written sequentially):
+      // the reply is a view of that read, nothing to merge.
+      if (read.whole !== null && logBytes === (last - first + 1) * size) {
+        return { pieces: [read.whole.subarray(offset - first * size, offset - first * size + length)], recycled };
+      }
+    }
     if (stored) {
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), first, last - first + 1);
       for (let index = 0; index < rows.length; index += 1) if (fromBuffer[index] === 1) rows[index] = null;
@@ -279,9 +287,11 @@ abstract class BaseHandle implements BlockDevice {
   /**
    * Puts the bytes of buffered blocks read from the write log into `sources`: small reads
    * here, one call per run; from logReadOffThreadBytesMin on, on the read worker into
-   * recycled memory when the span pool has some (true then).
+   * recycled memory when the span pool has some (`recycled`), all runs back to back in
+   * one buffer (`whole`; `sources` are filled only when `partial`: the runs are not the
+   * whole read).
    */
-  private async readLogRuns(runs: LogRun[], bytes: number, first: number, sources: (Buffer | null)[]): Promise<boolean> {
+  private async readLogRuns(runs: LogRun[], bytes: number, first: number, sources: (Buffer | null)[], partial: boolean): Promise<{ recycled: boolean; whole: Buffer | null }> {
     const size = this.ctx.blockSize;
     const place = (run: LogRun, read: Buffer, at: number) => {
       const block = run.record.firstBlock + run.index;
@@ -289,7 +299,7 @@ abstract class BaseHandle implements BlockDevice {
     };
     if (bytes < logReadOffThreadBytesMin) {
       for (const run of runs) place(run, this.ctx.log.readBlocks(run.record, run.index, run.count), 0);
-      return false;
+      return { recycled: false, whole: null };
     }
     const pooled = this.ctx.spanPool.take(bytes);
     let read: Buffer;
@@ -300,10 +310,10 @@ abstract class BaseHandle implements BlockDevice {
     }
     let at = 0;
     for (const run of runs) {
-      place(run, read, at);
+      if (partial) place(run, read, at);
       at += run.count * size;
     }
-    return pooled !== null;
+    return { recycled: pooled !== null, whole: read };
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent[]> {
