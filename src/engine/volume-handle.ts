@@ -435,6 +435,11 @@ export class VolumeHandle extends BaseHandle {
       const block = firstFull - 1;
       await this.modifyBlock(block, (target) => copyFromPieces(pieces, 0, offset, offset, firstFull * size, target, offset - block * size));
     }
+    if (length === size && offset === firstFull * size && pieces.length === 1) {
+      // One whole block (a small random write): logged as it is.
+      await this.logBlock(firstFull, pieces[0]);
+      return this.afterWrite(options);
+    }
     const runs = new LogRuns(this, firstFull, endFull - firstFull);
     let index = 0;
     let pieceStart = offset;
@@ -447,7 +452,7 @@ export class VolumeHandle extends BaseHandle {
       const piece = pieces[index];
       if (from + size <= pieceStart + piece.length) {
         const at = from - pieceStart;
-        const bytes = piece.subarray(at, at + size);
+        const bytes = at === 0 && piece.length === size ? piece : piece.subarray(at, at + size);
         const crc = crc32(bytes);
         runs.add(piece, at, size, this.isZero(bytes, crc), crc);
       } else {
@@ -503,7 +508,7 @@ export class VolumeHandle extends BaseHandle {
     const buffer = this.state.buffer;
     const holding = new Uint8Array(count);
     const note = () => {
-      for (let block = first; block < first + count; block += 1) if (buffer.lookup(block) !== undefined || buffer.inFlightTo(block) !== undefined) holding[block - first] = 1;
+      for (let block = first; block < first + count; block += 1) if (buffer.lookup(block) !== undefined || this.inFlightTo(block) >= 0) holding[block - first] = 1;
     };
     note();
     const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, first, count, false);
@@ -546,13 +551,12 @@ export class VolumeHandle extends BaseHandle {
    * of one waits, so it reads a base that holds every write before it.
    */
   logRun(kind: LogKind, first: number, count: number, pieces: Buffer[], crcs: Uint32Array | null): Promise<void> {
-    const written = this.ctx.log.append(this.state.id, kind, first, count, pieces, crcs);
-    const inFlight = this.state.buffer.inFlight;
-    const run = { first, end: first + count, written };
-    inFlight.add(run);
-    const clear = () => inFlight.delete(run);
-    written.then(clear, clear);
-    return written;
+    return this.ctx.log.append(this.state.id, kind, first, count, pieces, crcs);
+  }
+
+  /** The seq of the latest log record in flight to a block, else -1. */
+  private inFlightTo(block: number): number {
+    return this.ctx.log.inFlightTo(this.state.id, block);
   }
 
   /** Whether a block whose CRC-32 is `crc` is all zeros (only a zero block's CRC needs the comparison). */
@@ -562,8 +566,9 @@ export class VolumeHandle extends BaseHandle {
 
   /** Logs one whole block: allocated zeros when it is all zeros. */
   private logBlock(block: number, bytes: Buffer): Promise<void> {
-    if (this.ctx.zeroBlock.equals(bytes)) return this.logRun(LogKind.Zero, block, 1, [], null);
-    return this.logRun(LogKind.Data, block, 1, [bytes], Uint32Array.of(crc32(bytes)));
+    const crc = crc32(bytes);
+    if (this.isZero(bytes, crc)) return this.logRun(LogKind.Zero, block, 1, [], null);
+    return this.logRun(LogKind.Data, block, 1, [bytes], Uint32Array.of(crc));
   }
 
   /** A private copy of a buffered block's bytes. */
@@ -581,9 +586,9 @@ export class VolumeHandle extends BaseHandle {
   private async modifyBlock(block: number, apply: (target: Buffer) => void): Promise<void> {
     const buffer = this.state.buffer;
     for (;;) {
-      const pending = buffer.inFlightTo(block);
-      if (pending !== undefined) {
-        await pending.catch(() => undefined);
+      const pending = this.inFlightTo(block);
+      if (pending >= 0) {
+        await this.ctx.log.appliedPast(pending);
         continue;
       }
       const entry = buffer.lookup(block);
@@ -595,7 +600,7 @@ export class VolumeHandle extends BaseHandle {
         const rows = await resolveBlocks(this.ctx, this.state.record, this.state.record.headGen, block, 1);
         base = Buffer.alloc(this.ctx.blockSize);
         if (rows[0]?.location) (await this.ctx.readChunk(rows[0].location)).copy(base);
-        if (buffer.lookup(block) !== undefined || buffer.inFlightTo(block) !== undefined || epoch !== buffer.epoch) continue;
+        if (buffer.lookup(block) !== undefined || this.inFlightTo(block) >= 0 || epoch !== buffer.epoch) continue;
       }
       apply(base);
       return this.logBlock(block, base);

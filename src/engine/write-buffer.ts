@@ -24,18 +24,9 @@ export class WriteBuffer {
   dirty = new Map<number, BufferedBlock>();
   destaging: Map<number, BufferedBlock> | null = null;
   epoch = 0;
-  /** Runs of blocks with a write log record in flight (a read-modify-write of one of them waits for it). */
-  readonly inFlight = new Set<{ readonly first: number; readonly end: number; readonly written: Promise<void> }>();
 
   lookup(block: number): BufferedBlock | undefined {
     return this.dirty.get(block) ?? this.destaging?.get(block);
-  }
-
-  /** The append in flight that covers a block (the latest one), else undefined. */
-  inFlightTo(block: number): Promise<void> | undefined {
-    let found: Promise<void> | undefined;
-    for (const run of this.inFlight) if (block >= run.first && block < run.end) found = run.written;
-    return found;
   }
 
   get isEmpty(): boolean {

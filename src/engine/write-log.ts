@@ -91,8 +91,11 @@ export class WriteLog {
   private nextSegmentId: number;
   private queue: Queued[] = [];
   private writing = false;
-  /** The segment of the batch being written. */
+  /** The segment of the batch being written, and the batch. */
   private writingSegment: Segment | null = null;
+  private writingBatch: Queued[] = [];
+  /** Waiters for a seq to be applied, by seq. */
+  private appliedWaiters: { seq: number; wake: () => void }[] = [];
   private idleWaiters: (() => void)[] = [];
   private directoryDirty = false;
   private syncing: Promise<void> | null = null;
@@ -244,8 +247,10 @@ export class WriteLog {
     if (segment.minSeq < 0) segment.minSeq = seq;
     segment.maxSeq = seq;
     const record = new LogRecord(seq, volumeId, kind, firstBlock, count, crcs, segment, offset + headerBytes + tableBytes, this.blockSize);
-    const head = Buffer.alloc(headerBytes + tableBytes);
+    const head = Buffer.allocUnsafe(headerBytes + tableBytes);
     head.writeUInt32LE(magic, 0);
+    head.writeUInt32LE(0, 40);
+    head.writeUInt32LE(0, 44);
     head.writeDoubleLE(seq, 8);
     head.writeUInt32LE(volumeId, 16);
     head.writeUInt32LE(kind, 20);
@@ -299,6 +304,7 @@ export class WriteLog {
     const batch = this.queue.splice(0, count);
     this.writing = true;
     this.writingSegment = first.record.segment;
+    this.writingBatch = batch;
     void this.writeBatch(first.record.segment, batch, first.offset, end - first.offset).then(
       () => this.finish(batch, null),
       (error: unknown) => this.finish(batch, error),
@@ -324,6 +330,7 @@ export class WriteLog {
   private finish(batch: Queued[], error: unknown): void {
     this.writing = false;
     this.writingSegment = null;
+    this.writingBatch = [];
     if (error === null) {
       for (const item of batch) {
         item.record.segment.unsynced = true;
@@ -354,12 +361,37 @@ export class WriteLog {
       this.appliedBelow = this.nextSeq;
       for (const item of failed) item.reject(failure);
     }
+    if (this.appliedWaiters.length > 0) {
+      const ready = this.appliedWaiters.filter((waiter) => waiter.seq < this.appliedBelow);
+      this.appliedWaiters = this.appliedWaiters.filter((waiter) => waiter.seq >= this.appliedBelow);
+      for (const waiter of ready) waiter.wake();
+    }
     this.pump();
     if (!this.writing && this.queue.length === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const wake of waiters) wake();
     }
+  }
+
+  /** The highest seq of a record in flight (queued or being written) that covers a block of a volume, else -1. */
+  inFlightTo(volumeId: number, block: number): number {
+    let seq = -1;
+    const scan = (items: readonly Queued[]) => {
+      for (const item of items) {
+        const record = item.record;
+        if (record.volumeId === volumeId && block >= record.firstBlock && block < record.firstBlock + record.count) seq = Math.max(seq, record.seq);
+      }
+    };
+    scan(this.writingBatch);
+    scan(this.queue);
+    return seq;
+  }
+
+  /** Resolves once the record `seq` (and every one before it) is applied or failed. */
+  appliedPast(seq: number): Promise<void> {
+    if (seq < this.appliedBelow) return Promise.resolve();
+    return new Promise((wake) => this.appliedWaiters.push({ seq, wake }));
   }
 
   /** Waits until every record appended before the call is written (or failed). */
