@@ -36,9 +36,12 @@ export const limits = {
    * Bytes written to the write log and not yet destaged before writes wait for destage
    * (destage starts in the background at half, and from the writeback timer). They are
    * on disk, not in memory (the buffer holds 64 bytes or so per block): bursts up to
-   * this are taken at the log's speed, longer runs at destage's.
+   * half of this are taken at the log's speed, longer runs at destage's. A pool takes
+   * at most a quarter of its file system's free space at open for it.
    */
-  writeBufferBytesMax: 4 * 1024 * MiB,
+  writeBufferBytesMax: 8 * 1024 * MiB,
+  /** The write log's bound is never cut below this by the free-space rule. */
+  writeBufferBytesMinBound: 256 * MiB,
   /** A write log segment is closed once it grows past this (segments are deleted whole once destaged). */
   logSegmentBytesMax: 256 * MiB,
   /**

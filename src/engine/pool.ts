@@ -166,7 +166,8 @@ export class Pool {
       if (!policy) throw new StrataError('STRATA_E_POOL_NOT_FOUND', `the metadata in ${dir} holds no pool`, { dir });
       chunks = new LocalPackStore(path.join(dir, 'packs'), { packBytesMax: options.packBytesMax, io: options.io });
       const overrides = Object.entries(options.tuning ?? {}).filter(([, value]) => value !== undefined);
-      const tuning: PoolTuning = { ...defaultTuning, ...Object.fromEntries(overrides) };
+      const chosen: PoolTuning = { ...defaultTuning, ...Object.fromEntries(overrides) };
+      const tuning: PoolTuning = { ...chosen, writeBufferBytesMax: logBoundFor(dir, chosen.writeBufferBytesMax) };
       const ctx = new PoolContext(dir, meta, chunks, policy, tuning);
       context = ctx;
       await recover(ctx, chunks);
@@ -477,6 +478,20 @@ function walBytes(dir: string): number {
     return fs.statSync(`${metaFile(dir)}-wal`).size;
   } catch {
     return 0;
+  }
+}
+
+/**
+ * The write log's bound: as configured, but at most a quarter of the space free on the
+ * pool's file system when it opens (at least 256 MiB), so the log cannot fill a small
+ * disk on its own.
+ */
+function logBoundFor(dir: string, configured: number): number {
+  try {
+    const stats = fs.statfsSync(dir);
+    return Math.min(configured, Math.max(limits.writeBufferBytesMinBound, Math.floor((stats.bavail * stats.bsize) / 4)));
+  } catch {
+    return configured;
   }
 }
 
