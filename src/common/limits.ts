@@ -42,6 +42,13 @@ export const limits = {
   writeBufferBytesMax: 8 * 1024 * MiB,
   /** The write log's bound is never cut below this by the free-space rule. */
   writeBufferBytesMinBound: 256 * MiB,
+  /**
+   * Whole blocks of a write from this size on are copied into shared memory and their
+   * CRC-32s taken on the destage workers (the copy costs the main thread a third of the
+   * CRC-32); up to this much such memory in all, beyond which writes take them inline.
+   */
+  logCrcOffThreadBytesMin: 256 * KiB,
+  logStagingBytesMax: 64 * MiB,
   /** A write log segment is closed once it grows past this (segments are deleted whole once destaged). */
   logSegmentBytesMax: 256 * MiB,
   /**

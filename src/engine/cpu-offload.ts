@@ -215,7 +215,13 @@ function readSpans(message) {
   if (message.into) return { result: { gots, crcs }, transfer: [] };
   return { result: { bytes: bytes.buffer, gots, crcs }, transfer: [bytes.buffer] };
 }
-const ops = { hash: hashBlocks, decode: decodeFrames, compress: compressFrames, read: readSpans };
+function blockCrcs(message) {
+  const crcs = new Uint32Array(message.count);
+  const bytes = Buffer.from(message.bytes, 0, message.count * message.blockSize);
+  for (let i = 0; i < message.count; i += 1) crcs[i] = crc32(bytes.subarray(i * message.blockSize, (i + 1) * message.blockSize));
+  return { result: { bytes: message.bytes, crcs }, transfer: [message.bytes, crcs.buffer] };
+}
+const ops = { hash: hashBlocks, decode: decodeFrames, compress: compressFrames, read: readSpans, crc: blockCrcs };
 parentPort.on('message', (message) => {
   try {
     const op = ops[message.op];
@@ -366,6 +372,15 @@ export class CpuOffload implements SpanReader {
     // Shared memory (a recycled read span) is never handed over: it is copied too.
     const buffers = spans.map((span) => (span.byteOffset === 0 && span.buffer.byteLength === span.length && !(span.buffer instanceof SharedArrayBuffer) ? span : new Uint8Array(span)).buffer as ArrayBuffer);
     return this.request<DecodedSpans>({ op: 'decode', spans: buffers, frames }, buffers);
+  }
+
+  /**
+   * The CRC-32 of each of the `count` blocks at the start of `bytes`, which is handed
+   * over and back (detached meanwhile: use the returned one). Copying into shared memory
+   * instead costs more than the CRC-32 itself (V8 copies into it with relaxed atomics).
+   */
+  blockCrcs(bytes: ArrayBuffer, count: number, blockSize: number): Promise<{ bytes: ArrayBuffer; crcs: Uint32Array }> {
+    return this.request<{ bytes: ArrayBuffer; crcs: Uint32Array }>({ op: 'crc', bytes, count, blockSize }, [bytes]);
   }
 
   /** SpanReader: large reads and the CRC-32s of their frames' payloads, on the worker. */

@@ -180,6 +180,38 @@ interface SpanRead {
   readonly frames: { location: ChunkLocation; start: number; payloadCrc: number | undefined }[];
 }
 
+/**
+ * Recycled buffers of 64 KiB multiples, up to a bound of bytes in all (in use or free).
+ * They travel to a worker and back, so they are plain memory, not shared.
+ */
+export class StagingBuffers {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private bytes = 0;
+
+  constructor(private readonly bytesMax: number) {}
+
+  /** A buffer of at least `length` bytes, or null when the bound is reached. */
+  take(length: number): ArrayBuffer | null {
+    const size = Math.max(1, Math.ceil(length / (64 * 1024))) * 64 * 1024;
+    const reused = this.free.get(size)?.pop();
+    if (reused !== undefined) return reused;
+    if (this.bytes + size > this.bytesMax) return null;
+    this.bytes += size;
+    return new ArrayBuffer(size);
+  }
+
+  give(buffer: ArrayBuffer): void {
+    const list = this.free.get(buffer.byteLength);
+    if (list) list.push(buffer);
+    else this.free.set(buffer.byteLength, [buffer]);
+  }
+
+  /** A buffer that will not come back (lost with a failed worker): its bytes no longer count. */
+  lost(length: number): void {
+    this.bytes -= Math.max(1, Math.ceil(length / (64 * 1024))) * 64 * 1024;
+  }
+}
+
 export class PoolContext {
   readonly writer = new Mutex();
   readonly volumes = new Map<number, VolumeState>();
@@ -204,6 +236,8 @@ export class PoolContext {
   readonly readOffload = new CpuOffload(zstdLevel);
   /** Recycled memory for those spans (see SpanPool); reads that use its views enter and exit it. */
   readonly spanPool: SpanPool;
+  /** Recycled memory a large write's blocks are copied into, for the workers to take their CRC-32s. */
+  readonly staging = new StagingBuffers(limits.logStagingBytesMax);
   /**
    * Chunks known to be damaged (failed verification, now or in an earlier session: the
    * marks persist as `damaged:<id>` pool records). A write of the same content then

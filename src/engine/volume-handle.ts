@@ -440,6 +440,20 @@ export class VolumeHandle extends BaseHandle {
       await this.logBlock(firstFull, pieces[0]);
       return this.afterWrite(options);
     }
+    const logged = (endFull - firstFull) * size >= limits.logCrcOffThreadBytesMin ? await this.logStaged(pieces, offset, firstFull, endFull) : null;
+    if (logged === null) await this.logInline(pieces, offset, firstFull, endFull);
+    if (end > endFull * size) {
+      await this.modifyBlock(endFull, (target) => copyFromPieces(pieces, 0, offset, endFull * size, end, target, 0));
+    }
+    return this.afterWrite(options);
+  }
+
+  /**
+   * Logs blocks [firstFull, endFull) of a write whose pieces start at `offset`, their
+   * CRC-32s taken here. Resolves once they are logged.
+   */
+  private logInline(pieces: readonly Buffer[], offset: number, firstFull: number, endFull: number): Promise<void> {
+    const size = this.ctx.blockSize;
     const runs = new LogRuns(this, firstFull, endFull - firstFull);
     let index = 0;
     let pieceStart = offset;
@@ -462,12 +476,41 @@ export class VolumeHandle extends BaseHandle {
         runs.add(bytes, 0, size, this.isZero(bytes, crc), crc);
       }
     }
-    const logged = runs.finish();
-    if (end > endFull * size) {
-      await this.modifyBlock(endFull, (target) => copyFromPieces(pieces, 0, offset, endFull * size, end, target, 0));
+    return runs.finish();
+  }
+
+  /**
+   * As logInline, from a copy in shared memory whose CRC-32s the destage workers take
+   * meanwhile; null (nothing done) when the staging memory is spent.
+   */
+  private async logStaged(pieces: readonly Buffer[], offset: number, firstFull: number, endFull: number): Promise<true | null> {
+    const size = this.ctx.blockSize;
+    const count = endFull - firstFull;
+    const taken = this.ctx.staging.take(count * size);
+    if (taken === null) return null;
+    copyFromPieces(pieces, 0, offset, firstFull * size, endFull * size, Buffer.from(taken, 0, count * size), 0);
+    let checked: { bytes: ArrayBuffer; crcs: Uint32Array };
+    try {
+      checked = await this.ctx.offload.blockCrcs(taken, count, size);
+    } catch (error) {
+      this.ctx.staging.lost(count * size);
+      throw error;
     }
-    await logged;
-    return this.afterWrite(options);
+    const copy = Buffer.from(checked.bytes, 0, count * size);
+    try {
+      const runs = new LogRuns(this, firstFull, count);
+      for (let index = 0; index < count; index += 1) {
+        const crc = checked.crcs[index];
+        const zero = crc === this.ctx.zeroBlockCrc && this.ctx.zeroBlock.equals(copy.subarray(index * size, (index + 1) * size));
+        runs.add(copy, index * size, size, zero, crc);
+      }
+      await runs.finish();
+      return true;
+    } finally {
+      // Every run has been written or has failed by now (a failed batch fails all
+      // queued behind it at once): nothing reads the copy any more.
+      this.ctx.staging.give(checked.bytes);
+    }
   }
 
   override async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
