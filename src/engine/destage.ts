@@ -25,7 +25,7 @@ import { framePieces, hashTableOf, type FrameLocation } from '../chunks/index.js
 import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type ExtentRow, type ExtentWrite, type MetaChanges, type NewChunk, type NewFrame } from '../meta/index.js';
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
-import { LogRecord } from './write-log.js';
+import type { LogRecord } from './write-log.js';
 
 interface PendingChunk {
   readonly id: number;
@@ -58,7 +58,7 @@ interface DataBlock {
   /** Its index in item.blocks. */
   readonly index: number;
   readonly block: number;
-  readonly entry: Buffer | LogRecord;
+  readonly entry: LogRecord;
 }
 
 /** A hash met in this destage, and the chunk holding it (-1 while it is being looked up). */
@@ -301,16 +301,11 @@ function carryMappedCount(ctx: PoolContext, item: VolumeWork, epochBefore: numbe
   item.volume.mapped = { ...mapped, epoch: ctx.meta.extentEpoch(item.volume.id), blocks: mapped.blocks + item.mappedDelta };
 }
 
-/** Fills bytes[first, first + count) for the data blocks there: buffers as they are, log blocks read back in runs. */
+/** Fills bytes[first, first + count) with the data blocks there, read back from the write log (a run of one record at a time). */
 function materialize(ctx: PoolContext, data: readonly DataBlock[], bytes: (Buffer | null)[], first: number, count: number): void {
   const size = ctx.blockSize;
   for (let at = first; at < first + count; ) {
     const entry = data[at].entry;
-    if (!(entry instanceof LogRecord)) {
-      bytes[at] = entry;
-      at += 1;
-      continue;
-    }
     let run = 1;
     while (at + run < first + count && data[at + run].entry === entry && data[at + run].block === data[at].block + run && data[at + run].item === data[at].item) run += 1;
     const read = ctx.log.readBlocks(entry, data[at].block - entry.firstBlock, run);

@@ -116,13 +116,6 @@ function toPieces(sources: readonly (Buffer | null)[], firstBlock: number, offse
   return pieces;
 }
 
-/** A copy of a block in memory of its own (not zero-filled first, unlike Buffer.from). */
-function copyOf(piece: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(piece.length);
-  piece.copy(copy);
-  return copy;
-}
-
 /**
  * Copies the bytes [from, to) of a write given as pieces (pieces[index] holds the
  * write's bytes from `pieceStart` on) into target at `at`.
@@ -148,10 +141,9 @@ function extentType(row: MappedExtent | null): ExtentType {
   return row.chunk === ZERO_CHUNK ? 'zero' : 'data';
 }
 
-function bufferedType(entry: BufferedBlock, zeroBlock: Buffer): ExtentType {
+function bufferedType(entry: BufferedBlock): ExtentType {
   if (entry === 'hole') return 'hole';
-  if (entry instanceof LogRecord) return 'data';
-  return entry === 'zero' || entry.equals(zeroBlock) ? 'zero' : 'data';
+  return entry === 'zero' ? 'zero' : 'data';
 }
 
 /** Merges per-block types into byte extents clipped to [offset, end). */
@@ -262,10 +254,7 @@ abstract class BaseHandle implements BlockDevice {
         logBytes += count * size;
         for (let at = 1; at < count; at += 1) fromBuffer[block + at - first] = 1;
         block += count - 1;
-        continue;
       }
-      // Buffered blocks change in place under later partial writes: the read keeps a copy.
-      if (typeof entry !== 'string') sources[block - first] = copyOf(entry);
     }
     if (logRuns.length > 0) {
       const read = await this.readLogRuns(logRuns, logBytes, first, sources, logBytes < (last - first + 1) * size);
@@ -329,7 +318,7 @@ abstract class BaseHandle implements BlockDevice {
       const buffered = new Map<number, ExtentType>();
       for (let block = windowStart; block < windowStart + count; block += 1) {
         const entry = this.buffered(block);
-        if (entry !== undefined) buffered.set(block, bufferedType(entry, this.ctx.zeroBlock));
+        if (entry !== undefined) buffered.set(block, bufferedType(entry));
       }
       const rows = await resolveBlocks(this.ctx, this.record(), this.gen(), windowStart, count, false);
       rows.forEach((row, index) => types.push(buffered.get(windowStart + index) ?? extentType(row)));
@@ -616,9 +605,8 @@ export class VolumeHandle extends BaseHandle {
 
   /** A private copy of a buffered block's bytes. */
   private bufferedBytes(block: number, entry: BufferedBlock): Buffer {
-    if (entry instanceof LogRecord) return this.ctx.log.readBlocks(entry, block - entry.firstBlock, 1);
     if (typeof entry === 'string') return Buffer.alloc(this.ctx.blockSize);
-    return Buffer.from(entry);
+    return this.ctx.log.readBlocks(entry, block - entry.firstBlock, 1);
   }
 
   /**

@@ -1,23 +1,21 @@
 /*
  * The write-back buffer of one volume head. Completed writes live here until destage
  * turns them into chunks and extent rows. Entries are whole blocks: a block of a write
- * log record (the bytes are in the log, see write-log.ts), a private copy, allocated
- * zeros, or a hole. Destage swaps `dirty` into `destaging` and
+ * log record (the bytes are in the log, see write-log.ts), allocated zeros, or a hole. Destage swaps `dirty` into `destaging` and
  * works on that frozen map while new writes land in a fresh `dirty`; reads look in
  * dirty, then destaging, then the store. `epoch` counts finished destages, so a
  * read-modify-write that had to read the store can tell whether its base went stale.
  */
-import { LogRecord } from './write-log.js';
+import type { LogRecord } from './write-log.js';
 
-/** Bytes of a block (a private copy), a block of a write log record, allocated zeros, or a hole. */
-export type BufferedBlock = Buffer | LogRecord | 'zero' | 'hole';
+/** A block of a write log record (its bytes), allocated zeros, or a hole. */
+export type BufferedBlock = LogRecord | 'zero' | 'hole';
 
 /** What a hole or zero entry counts against the buffer bound (map overhead). */
 export const markerEntryBytes = 64;
 
 export function entryBytes(entry: BufferedBlock): number {
-  if (typeof entry === 'string') return markerEntryBytes;
-  return (entry instanceof LogRecord ? entry.blockSize : entry.length) + markerEntryBytes;
+  return typeof entry === 'string' ? markerEntryBytes : entry.blockSize + markerEntryBytes;
 }
 
 export class WriteBuffer {
