@@ -619,6 +619,27 @@ describe('dedup and compression', () => {
   });
 });
 
+describe('writeback timer', () => {
+  it('waits while the pool serves I/O, then destages once it pauses', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
+    dirs.push(dir);
+    const pool = await Pool.create(dir, {}, { tuning: { compactIntervalMs: 0, compactGraceMs: 0, writebackDelayMs: 50 } });
+    pools.push(pool);
+    await pool.createVolume('v', MiB);
+    const disk = pool.openVolume('v');
+    await disk.write(0, randomBytes(64 * KiB, 1));
+    // Reads far more often than the idle time the timer waits for: it keeps waiting.
+    for (let round = 0; round < 60; round += 1) {
+      await disk.read(0, 4 * KiB);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect((await pool.stats()).dirtyBytes).toBeGreaterThan(0);
+    for (let wait = 0; wait < 200 && (await pool.stats()).dirtyBytes > 0; wait += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await pool.stats()).dirtyBytes).toBe(0);
+    expect((await disk.read(0, 64 * KiB)).equals(randomBytes(64 * KiB, 1))).toBe(true);
+  });
+});
+
 describe('space reclaim', () => {
   it('gives the space of deleted data back to the host file system', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-'));
