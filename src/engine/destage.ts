@@ -26,6 +26,7 @@ import { ZERO_CHUNK, type ChunkLocation, type ChunkRef, type ExtentDelete, type 
 import type { CompressedFrame, HashResult } from './cpu-offload.js';
 import { damagedKey, type PoolContext, type VolumeState } from './pool-context.js';
 import type { LogRecord } from './write-log.js';
+import { BlockMap } from './block-map.js';
 
 interface PendingChunk {
   readonly id: number;
@@ -114,7 +115,7 @@ export async function destageAll(ctx: PoolContext): Promise<void> {
     if (volume.buffer.isEmpty) continue;
     assert(volume.buffer.destaging === null, 'destage is already running');
     volume.buffer.destaging = volume.buffer.dirty;
-    volume.buffer.dirty = new Map();
+    volume.buffer.dirty = new BlockMap();
     frozen.push(volume);
   }
   if (frozen.length === 0) return emptyLog(ctx);

@@ -290,8 +290,7 @@ export class PoolContext {
     const dirty = volume.buffer.dirty;
     const entry: BufferedBlock = record.kind === LogKind.Data ? record : record.kind === LogKind.Zero ? 'zero' : 'hole';
     this.dirtyBytes += record.count * entryBytes(entry);
-    const end = record.firstBlock + record.count;
-    for (let block = record.firstBlock; block < end; block += 1) dirty.set(block, entry);
+    dirty.setRun(record.firstBlock, record.count, entry);
   }
 
   assertOpen(): void {

@@ -19,6 +19,7 @@ import { StrataError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { validateName } from '../common/names.js';
 import type { ExtentRow, MetaChanges, SnapshotRecord } from '../meta/index.js';
+import { BlockMap } from './block-map.js';
 import { addRef, destageAll, logFloorKey } from './destage.js';
 import { resolveBlocks } from './extent-reader.js';
 import { VolumeState, type PoolContext } from './pool-context.js';
@@ -154,7 +155,7 @@ export async function snapshotReclaimableBytes(ctx: PoolContext, volume: VolumeS
  */
 function discardBuffer(ctx: PoolContext, volume: VolumeState): { key: string; value: string } {
   // Their records keep their log space (and count in dirtyBytes) until the next destage.
-  volume.buffer.dirty = new Map();
+  volume.buffer.dirty = new BlockMap();
   volume.buffer.epoch += 1;
   const floor = ctx.log.seqNext;
   ctx.logFloors.set(volume.id, floor);

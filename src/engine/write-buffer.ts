@@ -6,6 +6,7 @@
  * dirty, then destaging, then the store. `epoch` counts finished destages, so a
  * read-modify-write that had to read the store can tell whether its base went stale.
  */
+import { BlockMap } from './block-map.js';
 import type { LogRecord } from './write-log.js';
 
 /** A block of a write log record (its bytes), allocated zeros, or a hole. */
@@ -19,8 +20,8 @@ export function entryBytes(entry: BufferedBlock): number {
 }
 
 export class WriteBuffer {
-  dirty = new Map<number, BufferedBlock>();
-  destaging: Map<number, BufferedBlock> | null = null;
+  dirty = new BlockMap();
+  destaging: BlockMap | null = null;
   epoch = 0;
 
   lookup(block: number): BufferedBlock | undefined {
