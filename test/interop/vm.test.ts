@@ -300,7 +300,12 @@ describe.skipIf(!haveVmTools)('VMs with disks on Strata volumes', () => {
     await marker('agentvm', 'STRATA-TICK 1');
     const note = Buffer.from('STRATA-UNSYNCED-NOTE');
     // Written in the guest, not yet on its disk.
-    expect((await volume.read(0, 32 * MiB)).includes(note)).toBe(false);
+    const live = await volume.read(0, 32 * MiB);
+    const seen = live.indexOf(note);
+    // Where the note is when it is there: in a file's data block (the guest wrote it back)
+    // or amid other bytes, and whether a second read agrees.
+    const context = seen < 0 ? '' : `at ${seen}: ${JSON.stringify(live.subarray(Math.max(0, seen - 48), seen + 64).toString('latin1'))}; read again: ${(await volume.read(seen, note.length)).equals(note)}`;
+    expect(seen, context).toBe(-1);
     const snapshot = await daemon.vms.snapshot('agentvm', 'frozen');
     expect(snapshot.method, daemon.vms.console('agentvm').recent().toString('utf8')).toBe('fsfreeze');
     expect((await pool().openSnapshot('agent0', 'frozen').read(0, 32 * MiB)).includes(note)).toBe(true);
