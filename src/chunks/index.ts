@@ -9,5 +9,5 @@ export * from './frame-codec.js';
 export { FrameCache, type CachedFrame } from './frame-cache.js';
 export { LocalPackStore } from './local/local-pack-store.js';
 export type { LocalPackStoreOptions } from './local/local-pack-store.js';
-export { nodeFileIo } from './local/file-io.js';
+export { fsyncDirectory, nodeFileIo } from './local/file-io.js';
 export type { FileIo } from './local/file-io.js';

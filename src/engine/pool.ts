@@ -503,7 +503,7 @@ function logBoundFor(dir: string, configured: number): number {
 async function openLog(ctx: PoolContext, io: FileIo): Promise<void> {
   const applied = Number((await ctx.meta.readPoolValues(logAppliedKey)).get(logAppliedKey) ?? 0);
   for (const [key, value] of await ctx.meta.readPoolValues('logfloor:')) ctx.logFloors.set(Number(key.slice('logfloor:'.length)), Number(value));
-  ctx.log = WriteLog.open(path.join(ctx.dir, 'log'), io, ctx.blockSize, limits.logSegmentBytesMax, applied, (record) => ctx.applyLogRecord(record)).log;
+  ctx.log = WriteLog.open(path.join(ctx.dir, 'log'), io, ctx.blockSize, limits.logSegmentBytesMax, applied, (record) => ctx.applyLogRecord(record));
   if (ctx.dirtyBytes > 0) scheduleWriteback(ctx);
 }
 

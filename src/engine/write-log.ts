@@ -28,7 +28,7 @@
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { StrataError, hostIoError } from '../common/errors.js';
-import type { FileIo, SpanReader } from '../chunks/index.js';
+import { fsyncDirectory, type FileIo, type SpanReader } from '../chunks/index.js';
 
 export const LogKind = { Data: 1, Zero: 2, Hole: 3 } as const;
 export type LogKind = (typeof LogKind)[keyof typeof LogKind];
@@ -105,7 +105,7 @@ export class WriteLog {
   private appliedBelow: number;
   /** Every record below this seq is on stable storage. */
   private syncedBelow: number;
-  closed = false;
+  private closed = false;
 
   private constructor(
     private readonly dir: string,
@@ -124,9 +124,9 @@ export class WriteLog {
   /**
    * Opens the log in `dir` and replays it: `apply` gets every valid record with seq at
    * or above `appliedSeq`, in order, and later every record appended once it is
-   * written. New records go to a new segment. `dropped`: bytes of torn tails.
+   * written. New records go to a new segment.
    */
-  static open(dir: string, io: FileIo, blockSize: number, segmentBytesMax: number, appliedSeq: number, apply: (record: LogRecord) => void): { log: WriteLog; dropped: number } {
+  static open(dir: string, io: FileIo, blockSize: number, segmentBytesMax: number, appliedSeq: number, apply: (record: LogRecord) => void): WriteLog {
     const log = new WriteLog(dir, io, blockSize, segmentBytesMax, appliedSeq, apply);
     let names: string[];
     try {
@@ -136,7 +136,6 @@ export class WriteLog {
       throw hostIoError(error, `opening the write log in ${dir}`);
     }
     const ids = names.map((name) => segmentPattern.exec(name)).filter((match) => match !== null).map((match) => Number(match[1])).sort((a, b) => a - b);
-    let dropped = 0;
     let lastSeq = appliedSeq - 1;
     for (const id of ids) {
       let fd: number;
@@ -158,7 +157,6 @@ export class WriteLog {
         if (record.seq > lastSeq) lastSeq = record.seq;
         if (record.seq >= appliedSeq) apply(record);
       }
-      dropped += size - at;
       segment.bytes = at;
       if (segment.maxSeq < appliedSeq) {
         // Destaged whole before the crash (or holds nothing whole): not needed any more.
@@ -175,7 +173,7 @@ export class WriteLog {
     log.nextSeq = lastSeq + 1;
     log.appliedBelow = log.nextSeq;
     log.syncedBelow = log.nextSeq;
-    return { log, dropped };
+    return log;
   }
 
   private segmentPath(id: number): string {
@@ -425,12 +423,7 @@ export class WriteLog {
       for (const segment of dirty) await this.io.fsync(segment.fd);
       if (this.directoryDirty) {
         this.directoryDirty = false;
-        const fd = this.io.openSync(this.dir, 'r');
-        try {
-          await this.io.fsync(fd);
-        } finally {
-          this.io.closeSync(fd);
-        }
+        await fsyncDirectory(this.io, this.dir);
       }
     } catch (error) {
       for (const segment of dirty) segment.unsynced = true;
@@ -533,13 +526,6 @@ export class WriteLog {
   holdsBelow(seq: number): boolean {
     for (const segment of this.segments.values()) if (segment.bytes > 0 && segment.minSeq >= 0 && segment.minSeq < seq) return true;
     return false;
-  }
-
-  /** Bytes of the log's segments on disk. */
-  get bytes(): number {
-    let total = 0;
-    for (const segment of this.segments.values()) total += segment.bytes;
-    return total;
   }
 
   async close(): Promise<void> {

@@ -42,3 +42,13 @@ export const nodeFileIo: FileIo = {
   readdirSync: (path) => fs.readdirSync(path),
   mkdirSync: (path) => fs.mkdirSync(path, { recursive: true }),
 };
+
+/** fdatasyncs a directory (after files in it were created or deleted). */
+export async function fsyncDirectory(io: FileIo, dir: string): Promise<void> {
+  const fd = io.openSync(dir, 'r');
+  try {
+    await io.fsync(fd);
+  } finally {
+    io.closeSync(fd);
+  }
+}

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { StrataError, hostIoError } from '../../common/errors.js';
 import { limits } from '../../common/limits.js';
 import type { CheckedBytes, ChunkStore, FrameLocation, SpanReader } from '../chunk-store.js';
-import { nodeFileIo, type FileIo } from './file-io.js';
+import { fsyncDirectory, nodeFileIo, type FileIo } from './file-io.js';
 
 const packPattern = /^pack-(\d{8,})\.pack$/;
 /** Buffers per writev call (Linux's IOV_MAX is 1024). */
@@ -224,12 +224,7 @@ export class LocalPackStore implements ChunkStore {
       for (const packId of packs) await this.io.fsync(this.descriptor(packId));
       if (this.directoryDirty) {
         this.directoryDirty = false;
-        const fd = this.io.openSync(this.dir, 'r');
-        try {
-          await this.io.fsync(fd);
-        } finally {
-          this.io.closeSync(fd);
-        }
+        await fsyncDirectory(this.io, this.dir);
       }
     } catch (error) {
       this.directoryDirty = true;
