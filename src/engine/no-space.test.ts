@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededBytes } from '../../test/helpers/data.js';
 import { nodeFileIo, type FileIo } from '../chunks/index.js';
 import { Pool } from './index.js';
 
@@ -28,16 +29,6 @@ afterEach(() => {
   }
 });
 
-function noise(length: number, seed: number): Buffer {
-  const data = Buffer.alloc(length);
-  let state = seed | 1;
-  for (let index = 0; index < length; index += 1) {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    data[index] = state >> 16;
-  }
-  return data;
-}
-
 describe('a full file system', () => {
   it('fails a write that cannot be logged with STRATA_E_NO_SPACE, keeps what was acknowledged, and succeeds once space returns', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nospace-'));
@@ -54,17 +45,17 @@ describe('a full file system', () => {
     try {
       await pool.createVolume('v', 4 * MiB);
       const disk = pool.openVolume('v');
-      const first = noise(MiB, 1);
+      const first = seededBytes(MiB, 1);
       await disk.write(0, first, { fua: true });
       full = true;
-      await expect(disk.write(MiB, noise(MiB, 2))).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
-      await expect(disk.write(2 * MiB, noise(4 * KiB, 3), { fua: true })).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await expect(disk.write(MiB, seededBytes(MiB, 2))).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
+      await expect(disk.write(2 * MiB, seededBytes(4 * KiB, 3), { fua: true })).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
       await expect(pool.flush()).rejects.toMatchObject({ code: 'STRATA_E_NO_SPACE' });
       await disk.flush();
       expect((await disk.read(0, MiB)).equals(first)).toBe(true);
       expect((await disk.read(MiB, MiB)).every((byte) => byte === 0)).toBe(true);
       full = false;
-      const second = noise(MiB, 2);
+      const second = seededBytes(MiB, 2);
       await disk.write(MiB, second);
       await pool.flush();
       expect((await pool.stats()).dirtyBytes).toBe(0);
@@ -76,8 +67,8 @@ describe('a full file system', () => {
     const again = await Pool.open(dir, { tuning: quiet });
     try {
       const disk = again.openVolume('v');
-      expect((await disk.read(0, MiB)).equals(noise(MiB, 1))).toBe(true);
-      expect((await disk.read(MiB, MiB)).equals(noise(MiB, 2))).toBe(true);
+      expect((await disk.read(0, MiB)).equals(seededBytes(MiB, 1))).toBe(true);
+      expect((await disk.read(MiB, MiB)).equals(seededBytes(MiB, 2))).toBe(true);
     } finally {
       await again.close();
     }
@@ -102,7 +93,7 @@ describe('a full file system', () => {
       },
     };
     const pool = await Pool.create(dir, { compression: 'none' }, { tuning: quiet, io });
-    const first = noise(MiB, 4);
+    const first = seededBytes(MiB, 4);
     try {
       await pool.createVolume('v', 4 * MiB);
       const disk = pool.openVolume('v');
@@ -161,7 +152,7 @@ describe('a full file system', () => {
       const disk = pool.openVolume('v');
       for (let index = 0; index < 64; index += 1) {
         try {
-          await disk.write(index * 256 * KiB, noise(256 * KiB, index + 10), { fua: true });
+          await disk.write(index * 256 * KiB, seededBytes(256 * KiB, index + 10), { fua: true });
           acknowledged.push(index);
         } catch (error) {
           failure = error;
@@ -170,7 +161,7 @@ describe('a full file system', () => {
       }
       expect(failure).toMatchObject({ code: 'STRATA_E_NO_SPACE' });
       for (const index of acknowledged) {
-        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(noise(256 * KiB, index + 10))).toBe(true);
+        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(seededBytes(256 * KiB, index + 10))).toBe(true);
       }
     } finally {
       await pool.close().catch(() => undefined);
@@ -180,7 +171,7 @@ describe('a full file system', () => {
     try {
       const disk = again.openVolume('v');
       for (const index of acknowledged) {
-        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(noise(256 * KiB, index + 10))).toBe(true);
+        expect((await disk.read(index * 256 * KiB, 256 * KiB)).equals(seededBytes(256 * KiB, index + 10))).toBe(true);
       }
       const report = await again.check({ deep: true });
       expect(report.ok).toBe(true);

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededBytes } from '../../test/helpers/data.js';
 import { Pool } from './index.js';
 
 const KiB = 1024;
@@ -26,16 +27,6 @@ function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-log-'));
   dirs.push(dir);
   return dir;
-}
-
-function bytes(length: number, seed: number): Buffer {
-  const out = Buffer.alloc(length);
-  let state = seed | 1;
-  for (let index = 0; index < length; index += 1) {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    out[index] = state >> 16;
-  }
-  return out;
 }
 
 async function newPool(): Promise<Pool> {
@@ -64,10 +55,10 @@ describe('the write log after a crash', () => {
     const pool = await newPool();
     await pool.createVolume('v', 4 * MiB);
     const disk = pool.openVolume('v');
-    await disk.write(0, bytes(2 * MiB, 1));
+    await disk.write(0, seededBytes(2 * MiB, 1));
     await pool.flush();
-    await disk.write(MiB, bytes(MiB, 2));
-    await disk.write(3 * MiB + 100, bytes(5000, 3));
+    await disk.write(MiB, seededBytes(MiB, 2));
+    await disk.write(3 * MiB + 100, seededBytes(5000, 3));
     await disk.trim(0, 256 * KiB);
     await disk.writeZeroes(512 * KiB, 64 * KiB, { allocate: true });
     await disk.flush();
@@ -85,27 +76,27 @@ describe('the write log after a crash', () => {
     const pool = await newPool();
     await pool.createVolume('v', MiB);
     const disk = pool.openVolume('v');
-    await disk.write(0, bytes(64 * KiB, 4));
-    await disk.write(64 * KiB, bytes(64 * KiB, 5));
+    await disk.write(0, seededBytes(64 * KiB, 4));
+    await disk.write(64 * KiB, seededBytes(64 * KiB, 5));
     await disk.flush();
     const copy = await openCrashCopy(pool, (logDir) => {
       const last = segments(logDir).at(-1)!;
       fs.truncateSync(last, fs.statSync(last).size - 100);
     });
     const read = copy.openVolume('v');
-    expect((await read.read(0, 64 * KiB)).equals(bytes(64 * KiB, 4))).toBe(true);
+    expect((await read.read(0, 64 * KiB)).equals(seededBytes(64 * KiB, 4))).toBe(true);
     expect((await read.read(64 * KiB, 64 * KiB)).every((byte) => byte === 0)).toBe(true);
     // New records go after the cut: written, logged and replayed again.
-    await read.write(64 * KiB, bytes(64 * KiB, 6), { fua: true });
+    await read.write(64 * KiB, seededBytes(64 * KiB, 6), { fua: true });
     const again = await openCrashCopy(copy);
-    expect((await again.openVolume('v').read(64 * KiB, 64 * KiB)).equals(bytes(64 * KiB, 6))).toBe(true);
+    expect((await again.openVolume('v').read(64 * KiB, 64 * KiB)).equals(seededBytes(64 * KiB, 6))).toBe(true);
   });
 
   it('does not replay a record whose bytes fail their CRC-32', async () => {
     const pool = await newPool();
     await pool.createVolume('v', MiB);
     const disk = pool.openVolume('v');
-    await disk.write(0, bytes(64 * KiB, 7), { fua: true });
+    await disk.write(0, seededBytes(64 * KiB, 7), { fua: true });
     const copy = await openCrashCopy(pool, (logDir) => {
       const file = segments(logDir).at(-1)!;
       const data = fs.readFileSync(file);
@@ -119,13 +110,13 @@ describe('the write log after a crash', () => {
     const pool = await newPool();
     await pool.createVolume('v', MiB);
     const disk = pool.openVolume('v');
-    await disk.write(0, bytes(64 * KiB, 8), { fua: true });
+    await disk.write(0, seededBytes(64 * KiB, 8), { fua: true });
     const file = segments(path.join(pool.directory, 'log')).at(-1)!;
     const data = fs.readFileSync(file);
     data[data.length - 10] ^= 0xff;
     fs.writeFileSync(file, data);
     await expect(disk.read(0, 64 * KiB)).rejects.toMatchObject({ code: 'STRATA_E_CHECKSUM' });
-    expect((await disk.read(0, 32 * KiB)).equals(bytes(64 * KiB, 8).subarray(0, 32 * KiB))).toBe(true);
+    expect((await disk.read(0, 32 * KiB)).equals(seededBytes(64 * KiB, 8).subarray(0, 32 * KiB))).toBe(true);
   });
 
   it('does not bring back writes a rollback or a deletion threw away', async () => {
@@ -133,20 +124,20 @@ describe('the write log after a crash', () => {
     await pool.createVolume('v', MiB);
     await pool.createVolume('gone', MiB);
     const disk = pool.openVolume('v');
-    await disk.write(0, bytes(64 * KiB, 9));
+    await disk.write(0, seededBytes(64 * KiB, 9));
     await pool.createSnapshot('v', 's');
-    await disk.write(0, bytes(64 * KiB, 10), { fua: true });
-    await pool.openVolume('gone').write(0, bytes(64 * KiB, 11), { fua: true });
+    await disk.write(0, seededBytes(64 * KiB, 10), { fua: true });
+    await pool.openVolume('gone').write(0, seededBytes(64 * KiB, 11), { fua: true });
     await pool.rollback('v', 's');
     await pool.deleteVolume('gone');
     await pool.createVolume('new', MiB);
-    await pool.openVolume('new').write(64 * KiB, bytes(4 * KiB, 12), { fua: true });
+    await pool.openVolume('new').write(64 * KiB, seededBytes(4 * KiB, 12), { fua: true });
     const copy = await openCrashCopy(pool);
-    expect((await copy.openVolume('v').read(0, 64 * KiB)).equals(bytes(64 * KiB, 9))).toBe(true);
+    expect((await copy.openVolume('v').read(0, 64 * KiB)).equals(seededBytes(64 * KiB, 9))).toBe(true);
     expect(copy.listVolumes().map((volume) => volume.name)).toEqual(['new', 'v']);
     const fresh = copy.openVolume('new');
     expect((await fresh.read(0, 64 * KiB)).every((byte) => byte === 0)).toBe(true);
-    expect((await fresh.read(64 * KiB, 4 * KiB)).equals(bytes(4 * KiB, 12))).toBe(true);
+    expect((await fresh.read(64 * KiB, 4 * KiB)).equals(seededBytes(4 * KiB, 12))).toBe(true);
     expect((await copy.check({ deep: true })).issues).toEqual([]);
   });
 
@@ -155,16 +146,16 @@ describe('the write log after a crash', () => {
     await pool.createVolume('v', 8 * MiB);
     const disk = pool.openVolume('v');
     const logDir = path.join(pool.directory, 'log');
-    await disk.write(0, bytes(MiB, 13));
+    await disk.write(0, seededBytes(MiB, 13));
     expect(segments(logDir).length).toBe(1);
     await pool.flush();
-    await disk.write(MiB, bytes(MiB, 14));
+    await disk.write(MiB, seededBytes(MiB, 14));
     await pool.flush();
     expect(segments(logDir).length).toBeLessThanOrEqual(1);
     await pool.close();
     expect(segments(logDir)).toEqual([]);
     const again = await Pool.open(pool.directory, quiet);
     pools.push(again);
-    expect((await again.openVolume('v').read(0, 2 * MiB)).equals(Buffer.concat([bytes(MiB, 13), bytes(MiB, 14)]))).toBe(true);
+    expect((await again.openVolume('v').read(0, 2 * MiB)).equals(Buffer.concat([seededBytes(MiB, 13), seededBytes(MiB, 14)]))).toBe(true);
   });
 });

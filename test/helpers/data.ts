@@ -117,3 +117,14 @@ export function isAllZero(bytes: Uint8Array): boolean {
   for (const byte of bytes) if (byte !== 0) return false;
   return true;
 }
+
+/** `length` bytes of a seeded linear congruential sequence: the same for the same seed, incompressible enough. */
+export function seededBytes(length: number, seed: number): Buffer {
+  const data = Buffer.alloc(length);
+  let state = seed | 1;
+  for (let index = 0; index < length; index += 1) {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    data[index] = state >> 16;
+  }
+  return data;
+}
